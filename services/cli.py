@@ -1,0 +1,203 @@
+"""The ``imi`` command: run the system, migrate databases, inspect dead letters, write the event
+catalogue, generate keys."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Annotated, TypeVar
+
+import typer
+
+from services import load_definition
+from shared.bus.bus import DeadLetterQueue
+from shared.bus.topology import ServiceQueues
+from shared.bus.transport import create_transport
+from shared.logging import configure_logging
+from shared.settings import SERVICES, Settings, UnsafeConfiguration
+
+app = typer.Typer(help="Cross-border cooperation between public authorities.", no_args_is_help=True)
+dlq = typer.Typer(help="Inspect and replay a service's dead-letter queue.", no_args_is_help=True)
+events = typer.Typer(help="The event catalogue.", no_args_is_help=True)
+keys = typer.Typer(help="Key material for production.", no_args_is_help=True)
+app.add_typer(dlq, name="dlq")
+app.add_typer(events, name="events")
+app.add_typer(keys, name="keys")
+
+T = TypeVar("T")
+
+ServiceArg = Annotated[str, typer.Argument(help=f"One of: {', '.join(SERVICES)}")]
+
+
+def _settings() -> Settings:
+    try:
+        settings = Settings()
+    except UnsafeConfiguration as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    configure_logging(settings.log_level, settings.log_format)
+    return settings
+
+
+def _check_service(service: str) -> str:
+    if service not in SERVICES:
+        typer.echo(f"error: unknown service {service!r}; choose one of {', '.join(SERVICES)}", err=True)
+        raise typer.Exit(2)
+    return service
+
+
+def _run(coroutine_factory: Callable[[], Awaitable[T]]) -> T:
+    async def main() -> T:
+        return await coroutine_factory()
+
+    return asyncio.run(main())
+
+
+@app.command()
+def up(
+    data_dir: Annotated[Path | None, typer.Option(help="Where SQLite files, keys and mail are kept")] = None,
+    smtp_sink: Annotated[bool, typer.Option(help="Run the local SMTP sink on IMI_SMTP_PORT")] = True,
+) -> None:
+    """Run all four services in this process: SQLite files, the memory broker and a local SMTP sink
+    by default; PostgreSQL and RabbitMQ when their URLs are set."""
+    from services.launcher import run
+
+    settings = _settings()
+    if data_dir is not None:
+        settings = settings.model_copy(update={"data_dir": data_dir})
+    typer.echo(f"Starting the IMI platform (data in {settings.data_dir.resolve()}, broker {settings.broker_url.split('@')[-1]})")
+    _run(lambda: run(SERVICES, settings, run_migrations=True, smtp_sink=smtp_sink))
+
+
+@app.command()
+def serve(
+    service: ServiceArg,
+    migrate: Annotated[bool, typer.Option(help="Run the service's migrations first")] = False,
+) -> None:
+    """Run one service (what a container runs)."""
+    from services.launcher import run
+
+    _check_service(service)
+    settings = _settings()
+    _run(lambda: run([service], settings, run_migrations=migrate, smtp_sink=False))
+
+
+@app.command()
+def migrate(service: Annotated[str | None, typer.Argument(help="Only this service")] = None) -> None:
+    """Bring each service's database to its latest schema."""
+    from services.launcher import migrate as run_migrations
+
+    targets = [_check_service(service)] if service else list(SERVICES)
+    settings = _settings()
+    _run(lambda: run_migrations(settings, targets))
+    typer.echo(f"migrated: {', '.join(targets)}")
+
+
+async def _dead_letter_queue(settings: Settings, service: str) -> DeadLetterQueue:
+    if settings.broker_url.startswith("memory://"):
+        typer.echo(
+            "error: the embedded memory broker lives inside the `imi up` process; "
+            "set IMI_BROKER_URL to RabbitMQ (amqp://…) to inspect dead letters from outside.",
+            err=True,
+        )
+        raise typer.Exit(2)
+    transport = create_transport(settings.broker_url)
+    await transport.start()
+    if not await transport.wait_connected(10):
+        await transport.stop()
+        typer.echo(f"error: cannot reach the broker at {settings.broker_url.split('@')[-1]}", err=True)
+        raise typer.Exit(1)
+    queues = ServiceQueues(settings.bus_namespace, service, tuple(settings.bus_retry_delays))
+    return DeadLetterQueue(transport, queues)
+
+
+@dlq.command("list")
+def dlq_list(
+    service: ServiceArg,
+    limit: Annotated[int, typer.Option(min=1, max=10_000)] = 100,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line")] = False,
+) -> None:
+    """Show the messages in a service's dead-letter queue, leaving them there."""
+    _check_service(service)
+    settings = _settings()
+
+    async def main() -> None:
+        queue = await _dead_letter_queue(settings, service)
+        try:
+            letters = await queue.list(limit)
+        finally:
+            await queue.transport.stop()
+        for letter in letters:
+            if as_json:
+                typer.echo(
+                    json.dumps(
+                        {
+                            "message_id": letter.message_id,
+                            "event_type": letter.event_type,
+                            "attempts": letter.attempts,
+                            "failed_at": letter.failed_at,
+                            "error": letter.error,
+                        }
+                    )
+                )
+            else:
+                typer.echo(
+                    f"{letter.message_id}  {letter.event_type}  attempts={letter.attempts}  "
+                    f"failed_at={letter.failed_at}  error={letter.error}"
+                )
+        if not as_json:
+            typer.echo(f"{len(letters)} dead-lettered message(s) in {queue.queues.dead_letter_queue}")
+
+    _run(main)
+
+
+@dlq.command("replay")
+def dlq_replay(
+    service: ServiceArg,
+    limit: Annotated[int | None, typer.Option(min=1, help="At most this many")] = None,
+) -> None:
+    """Send dead-lettered messages back to the service's queue for a fresh set of attempts."""
+    _check_service(service)
+    settings = _settings()
+
+    async def main() -> int:
+        queue = await _dead_letter_queue(settings, service)
+        try:
+            return await queue.replay(limit)
+        finally:
+            await queue.transport.stop()
+
+    count = _run(main)
+    typer.echo(f"replayed {count} message(s) into {settings.bus_namespace}.{service}")
+
+
+@events.command("catalogue")
+def events_catalogue(
+    output: Annotated[Path, typer.Option(help="Where the AsyncAPI document goes")] = Path("docs/events/asyncapi.yaml"),
+    check: Annotated[bool, typer.Option(help="Fail if the file is not up to date instead of writing it")] = False,
+) -> None:
+    """Write the AsyncAPI document generated from the event contracts."""
+    from shared.events.catalogue import render_catalogue
+
+    rendered = render_catalogue({name: load_definition(name).handlers.event_types for name in SERVICES})
+    if check:
+        if not output.exists() or output.read_text() != rendered:
+            typer.echo(f"{output} is stale: run `imi events catalogue`", err=True)
+            raise typer.Exit(1)
+        typer.echo(f"{output} is up to date")
+        return
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(rendered)
+    typer.echo(f"wrote {output}")
+
+
+@keys.command("generate")
+def keys_generate() -> None:
+    """Print a fresh signing key and sealing key pair as environment variables (keep them secret)."""
+    from shared.keys import generate_keys
+
+    for name, pem in generate_keys().items():
+        escaped = pem.strip().replace("\n", "\\n")
+        typer.echo(f'{name}="{escaped}"')

@@ -1,0 +1,17 @@
+"""The registry service: Who is who: authorities, coordinators, users and roles, login, and the multilingual directory (rules A1–A5, S1–S15)."""
+
+from pathlib import Path
+
+from services.registry.handlers import handlers
+from services.registry.models import messaging, metadata
+from shared.service import ServiceDefinition
+
+definition = ServiceDefinition(
+    name="registry",
+    title="IMI registry",
+    description="Who is who: authorities, coordinators, users and roles, login, and the multilingual directory (rules A1–A5, S1–S15).",
+    metadata=metadata,
+    tables=messaging,
+    handlers=handlers,
+    migrations=Path(__file__).parent / "migrations",
+)

@@ -1,0 +1,17 @@
+"""The retention service: Deadlines for personal data, purge orders and proof they were carried out (rule P2)."""
+
+from pathlib import Path
+
+from services.retention.handlers import handlers
+from services.retention.models import messaging, metadata
+from shared.service import ServiceDefinition
+
+definition = ServiceDefinition(
+    name="retention",
+    title="IMI retention",
+    description="Deadlines for personal data, purge orders and proof they were carried out (rule P2).",
+    metadata=metadata,
+    tables=messaging,
+    handlers=handlers,
+    migrations=Path(__file__).parent / "migrations",
+)

@@ -1,0 +1,5 @@
+"""Events the retention service consumes, each handled once inside its own transaction."""
+
+from shared.outbox import Handlers
+
+handlers = Handlers()

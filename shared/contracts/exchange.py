@@ -1,0 +1,1 @@
+"""Events the exchange service publishes (`exchange.<entity>.<verb>.v<major>`)."""

@@ -1,0 +1,1 @@
+"""Events the notifier service publishes (`notifier.<entity>.<verb>.v<major>`)."""

@@ -1,0 +1,1 @@
+"""Events the registry service publishes (`registry.<entity>.<verb>.v<major>`)."""

@@ -1,0 +1,1 @@
+"""Events the retention service publishes (`retention.<entity>.<verb>.v<major>`)."""

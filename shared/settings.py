@@ -1,0 +1,134 @@
+"""Configuration, read only from the environment (prefix ``IMI_``) and checked at start-up.
+
+Every service reads :class:`ServiceSettings` for itself; each variable is documented once, in the
+README's configuration table. Unsafe defaults (generated development keys, a memory broker, SQLite)
+are accepted only when ``IMI_ENVIRONMENT=development``; anywhere else start-up fails with a message
+naming the variable to set.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from enum import StrEnum
+from pathlib import Path
+from typing import Final, Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+SERVICES: Final = ("registry", "exchange", "notifier", "retention")
+ServiceName = Literal["registry", "exchange", "notifier", "retention"]
+
+DEFAULT_PORTS: Final[dict[str, int]] = {"registry": 8001, "exchange": 8002, "notifier": 8003, "retention": 8004}
+
+
+class Environment(StrEnum):
+    development = "development"
+    test = "test"
+    production = "production"
+
+
+class SmtpSecurity(StrEnum):
+    none = "none"
+    starttls = "starttls"
+    tls = "tls"
+
+
+class UnsafeConfiguration(ValueError):
+    """Raised when a setting is unsafe for the environment the service runs in."""
+
+
+class Settings(BaseSettings):
+    """Everything any service may read. One instance per process; services share the values."""
+
+    model_config = SettingsConfigDict(env_prefix="IMI_", extra="ignore", frozen=True)
+
+    environment: Environment = Environment.development
+    data_dir: Path = Path("var")
+
+    http_host: str = "127.0.0.1"
+    http_port: int | None = None
+
+    broker_url: str = "memory://"
+    bus_namespace: str = Field(default="imi", pattern=r"^[a-z][a-z0-9_-]{0,40}$")
+    bus_retry_delays: list[float] = Field(default_factory=lambda: [1.0, 5.0, 30.0, 120.0, 600.0])
+    bus_prefetch: int = Field(default=16, ge=1, le=1000)
+    bus_publish_timeout: float = Field(default=10.0, gt=0)
+
+    registry_database_url: str | None = None
+    exchange_database_url: str | None = None
+    notifier_database_url: str | None = None
+    retention_database_url: str | None = None
+    database_pool_size: int = Field(default=10, ge=1)
+
+    outbox_poll_interval: float = Field(default=2.0, gt=0)
+    outbox_batch_size: int = Field(default=100, ge=1, le=10_000)
+    outbox_retention: timedelta = timedelta(days=7)
+    inbox_retention: timedelta = timedelta(days=30)
+    prune_interval: float = Field(default=3600.0, gt=0)
+
+    registry_url: str = "http://127.0.0.1:8001"
+    jwks_url: str | None = None
+    token_issuer: str = "imi-registry"
+    token_audience: str = "imi"
+    public_url: str = "http://127.0.0.1:8001"
+
+    signing_key: str | None = None
+    sealing_public_key: str | None = None
+    sealing_private_key: str | None = None
+
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = 1025
+    smtp_security: SmtpSecurity = SmtpSecurity.none
+    smtp_username: str | None = None
+    smtp_password: str | None = None
+    smtp_from: str = "IMI <no-reply@imi.localhost>"
+
+    log_level: str = "INFO"
+    log_format: Literal["json", "console"] = "json"
+
+    @model_validator(mode="after")
+    def _refuse_unsafe_defaults(self) -> Settings:
+        if self.environment == Environment.development:
+            return self
+        problems = []
+        if self.environment == Environment.production:
+            if self.broker_url.startswith("memory://"):
+                problems.append("IMI_BROKER_URL must name a RabbitMQ broker (amqp://…), not memory://")
+            for service in SERVICES:
+                url = getattr(self, f"{service}_database_url")
+                if url is None or url.startswith("sqlite"):
+                    problems.append(f"IMI_{service.upper()}_DATABASE_URL must name a PostgreSQL database")
+            if self.smtp_security == SmtpSecurity.none and self.smtp_username:
+                problems.append("IMI_SMTP_SECURITY must be starttls or tls when SMTP credentials are set")
+        if problems:
+            raise UnsafeConfiguration(
+                f"unsafe configuration for IMI_ENVIRONMENT={self.environment.value}: " + "; ".join(problems)
+            )
+        return self
+
+    @property
+    def is_development(self) -> bool:
+        return self.environment == Environment.development
+
+    def database_url(self, service: str) -> str:
+        """The database of one service; the embedded default is an SQLite file in the data directory."""
+        url: str | None = getattr(self, f"{service}_database_url")
+        if url:
+            return url
+        return f"sqlite+aiosqlite:///{(self.data_dir / f'{service}.db').resolve()}"
+
+    def port(self, service: str) -> int:
+        return self.http_port or DEFAULT_PORTS[service]
+
+    @property
+    def resolved_jwks_url(self) -> str:
+        return self.jwks_url or f"{self.registry_url.rstrip('/')}/.well-known/jwks.json"
+
+
+def require_secret(settings: Settings, name: str) -> str | None:
+    """A secret's value; outside development a missing secret stops the service (never a default)."""
+    value: str | None = getattr(settings, name)
+    if value is None and not settings.is_development:
+        raise UnsafeConfiguration(f"IMI_{name.upper()} must be set when IMI_ENVIRONMENT={settings.environment.value}")
+    return value
