@@ -52,7 +52,11 @@ def _run(coroutine_factory: Callable[[], Awaitable[T]]) -> T:
     async def main() -> T:
         return await coroutine_factory()
 
-    return asyncio.run(main())
+    try:
+        return asyncio.run(main())
+    except UnsafeConfiguration as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
 
 
 @app.command()

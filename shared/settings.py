@@ -13,7 +13,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Final, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 SERVICES: Final = ("registry", "exchange", "notifier", "retention")
@@ -95,10 +95,6 @@ class Settings(BaseSettings):
         if self.environment == Environment.production:
             if self.broker_url.startswith("memory://"):
                 problems.append("IMI_BROKER_URL must name a RabbitMQ broker (amqp://…), not memory://")
-            for service in SERVICES:
-                url = getattr(self, f"{service}_database_url")
-                if url is None or url.startswith("sqlite"):
-                    problems.append(f"IMI_{service.upper()}_DATABASE_URL must name a PostgreSQL database")
             if self.smtp_security == SmtpSecurity.none and self.smtp_username:
                 problems.append("IMI_SMTP_SECURITY must be starttls or tls when SMTP credentials are set")
         if problems:
@@ -111,9 +107,32 @@ class Settings(BaseSettings):
     def is_development(self) -> bool:
         return self.environment == Environment.development
 
+    @field_validator(
+        "registry_database_url",
+        "exchange_database_url",
+        "notifier_database_url",
+        "retention_database_url",
+        "jwks_url",
+        "signing_key",
+        "sealing_public_key",
+        "sealing_private_key",
+        "smtp_username",
+        "smtp_password",
+        mode="before",
+    )
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if value == "" else value
+
     def database_url(self, service: str) -> str:
-        """The database of one service; the embedded default is an SQLite file in the data directory."""
+        """The database of one service; the embedded default is an SQLite file in the data directory.
+
+        Each service checks only its own (a container is given no other service's database); in
+        production it must be PostgreSQL.
+        """
         url: str | None = getattr(self, f"{service}_database_url")
+        if self.environment == Environment.production and (url is None or url.startswith("sqlite")):
+            raise UnsafeConfiguration(f"IMI_{service.upper()}_DATABASE_URL must name a PostgreSQL database in production")
         if url:
             return url
         return f"sqlite+aiosqlite:///{(self.data_dir / f'{service}.db').resolve()}"

@@ -21,6 +21,7 @@ from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractExchange, 
 from shared.bus.transport import (
     DEFAULT_EXCHANGE,
     BrokerUnavailable,
+    BrowsedMessage,
     IncomingMessage,
     MessageCallback,
     OutgoingMessage,
@@ -266,6 +267,39 @@ class AmqpTransport(Transport):
         target = await self._get_channel.get_queue(queue, ensure=False)
         message = await target.get(no_ack=False, fail=False, timeout=5)
         return _Delivery(message) if message is not None else None
+
+    async def browse(self, queue: str, limit: int) -> list[BrowsedMessage]:
+        # basic.get hands out one unsettled message at a time on quorum queues, so browse with a
+        # consumer on a channel of its own; closing the channel returns every message to the queue.
+        channel = await self._utility_channel()
+        seen: list[BrowsedMessage] = []
+        try:
+            declared = await channel.declare_queue(queue, passive=True)
+            wanted = min(limit, int(declared.declaration_result.message_count or 0))
+            if wanted == 0:
+                return []
+            enough = asyncio.Event()
+            await channel.set_qos(prefetch_count=wanted)
+
+            async def collect(message: AbstractIncomingMessage) -> None:
+                seen.append(
+                    BrowsedMessage(
+                        body=message.body,
+                        routing_key=message.routing_key or "",
+                        message_id=message.message_id,
+                        headers=dict(message.headers or {}),
+                    )
+                )
+                if len(seen) >= wanted:
+                    enough.set()
+
+            await declared.consume(collect, no_ack=False)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(enough.wait(), 10)
+            return seen[:wanted]
+        finally:
+            with contextlib.suppress(Exception):
+                await channel.close()
 
     async def message_count(self, queue: str) -> int:
         channel = await self._utility_channel()

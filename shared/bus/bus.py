@@ -20,7 +20,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from shared.bus.topology import ServiceQueues
-from shared.bus.transport import DEFAULT_EXCHANGE, IncomingMessage, OutgoingMessage, Transport
+from shared.bus.transport import DEFAULT_EXCHANGE, BrowsedMessage, IncomingMessage, OutgoingMessage, Transport
 from shared.events.envelope import Envelope
 from shared.logging import get_logger
 
@@ -167,19 +167,8 @@ class DeadLetterQueue:
         self.queues = queues
 
     async def list(self, limit: int = 100) -> list[DeadLetter]:
-        """Look without taking: every message read is handed back in its place."""
-        taken: list[IncomingMessage] = []
-        try:
-            while len(taken) < limit:
-                message = await self.transport.get(self.queues.dead_letter_queue)
-                if message is None:
-                    break
-                taken.append(message)
-            return [self._describe(m) for m in taken]
-        finally:
-            for message in reversed(taken):
-                with contextlib.suppress(Exception):
-                    await message.nack(requeue=True)
+        """Look without taking: the messages stay in the dead-letter queue."""
+        return [self._describe(m) for m in await self.transport.browse(self.queues.dead_letter_queue, limit)]
 
     async def replay(self, limit: int | None = None) -> int:
         """Send dead letters back to the service's queue for a fresh set of attempts."""
@@ -201,7 +190,7 @@ class DeadLetterQueue:
         return replayed
 
     @staticmethod
-    def _describe(message: IncomingMessage) -> DeadLetter:
+    def _describe(message: BrowsedMessage) -> DeadLetter:
         headers = message.headers
         return DeadLetter(
             message_id=message.message_id,

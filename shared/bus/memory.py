@@ -23,6 +23,7 @@ from typing import Any
 from shared.bus.transport import (
     DEFAULT_EXCHANGE,
     BrokerUnavailable,
+    BrowsedMessage,
     IncomingMessage,
     MessageCallback,
     OutgoingMessage,
@@ -211,7 +212,7 @@ class MemoryBroker:
             self.queues[name].put(replace(message, routing_key=routing_key))
         return len(targets)
 
-    def stop(self) -> None:
+    async def stop(self) -> None:
         """Go down like a node: every consumer is dropped and its unsettled messages requeued."""
         self.running = False
         for queue in self.queues.values():
@@ -338,6 +339,16 @@ class MemoryTransport(Transport):
         delivery = _Delivery(target.ready.popleft(), target, None)
         target.pending_gets.add(delivery)
         return delivery
+
+    async def browse(self, queue: str, limit: int) -> list[BrowsedMessage]:
+        self._require_connection()
+        target = self.broker.queues.get(queue)
+        if target is None:
+            return []
+        return [
+            BrowsedMessage(body=m.body, routing_key=m.routing_key, message_id=m.message_id, headers=m.headers)
+            for m in list(target.ready)[:limit]
+        ]
 
     async def message_count(self, queue: str) -> int:
         self._require_connection()

@@ -64,6 +64,16 @@ class IncomingMessage(Protocol):
 MessageCallback = Callable[[IncomingMessage], Awaitable[None]]
 
 
+@dataclass(frozen=True)
+class BrowsedMessage:
+    """A message as read by :meth:`Transport.browse`: nothing to settle."""
+
+    body: bytes
+    routing_key: str
+    message_id: str | None
+    headers: Mapping[str, Any]
+
+
 @dataclass
 class OutgoingMessage:
     body: bytes
@@ -119,6 +129,10 @@ class Transport(ABC):
     @abstractmethod
     async def get(self, queue: str) -> IncomingMessage | None:
         """Take one message (unacknowledged) or None when the queue is empty."""
+
+    @abstractmethod
+    async def browse(self, queue: str, limit: int) -> list[BrowsedMessage]:
+        """Read up to ``limit`` messages from the head of the queue and leave them all in place."""
 
     @abstractmethod
     async def message_count(self, queue: str) -> int:

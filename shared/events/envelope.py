@@ -70,16 +70,18 @@ class Contract(Generic[D]):
 
     registry: ClassVar[dict[str, Contract[Any]]] = {}
 
-    def __init__(self, name: str, data: type[D], summary: str) -> None:
+    def __init__(self, name: str, data: type[D], summary: str, *, register: bool = True) -> None:
+        """``register=False`` keeps a contract out of the catalogue (tests declare their own)."""
         if not EVENT_TYPE_PATTERN.match(name):
             raise ValueError(f"event type {name!r} is not <producer>.<entity>.<verb>.v<major>")
-        if name in Contract.registry:
+        if register and name in Contract.registry:
             raise ValueError(f"event type {name!r} is declared twice")
         self.name = name
         self.data = data
         self.summary = summary
         self.producer = name.split(".", 1)[0]
-        Contract.registry[name] = self
+        if register:
+            Contract.registry[name] = self
 
     def __repr__(self) -> str:
         return f"Contract({self.name!r})"

@@ -1,0 +1,54 @@
+"""Helpers the tests share: waiting on a condition (never a bare sleep) and a small service
+with an ``effects`` table whose rows are the visible effect of handling an event."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from sqlalchemy import Column, Integer, MetaData, String, Table, Uuid
+
+from shared.events.envelope import Contract, EventData
+from shared.outbox import messaging_tables
+
+
+async def wait_until(
+    condition: Callable[[], Any | Awaitable[Any]],
+    *,
+    timeout: float = 10.0,
+    interval: float = 0.02,
+    message: str = "condition not met",
+) -> Any:
+    """Poll ``condition`` until it returns something truthy; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = condition()
+        if inspect.isawaitable(result):
+            result = await result
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{message} within {timeout} s")
+        await asyncio.sleep(interval)
+
+
+class Probe(EventData):
+    value: str
+
+
+# Test contracts stay out of the event catalogue (register=False).
+PROBE_SENT = Contract("exchange.probe.sent.v1", Probe, "a test event", register=False)
+PROBE_OTHER = Contract("exchange.probe.ignored.v1", Probe, "a test event nobody binds", register=False)
+
+metadata = MetaData()
+tables = messaging_tables(metadata)
+effects = Table(
+    "effects",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("event_id", Uuid, nullable=False),
+    Column("value", String(200), nullable=False),
+)
