@@ -71,7 +71,8 @@ def up(
     settings = _settings()
     if data_dir is not None:
         settings = settings.model_copy(update={"data_dir": data_dir})
-    typer.echo(f"Starting the IMI platform (data in {settings.data_dir.resolve()}, broker {settings.broker_url.split('@')[-1]})")
+    broker = settings.broker_url.split("@")[-1]
+    typer.echo(f"Starting the IMI platform (data in {settings.data_dir.resolve()}, broker {broker})")
     _run(lambda: run(SERVICES, settings, run_migrations=True, smtp_sink=smtp_sink))
 
 

@@ -80,7 +80,8 @@ async def run(services: Sequence[str], settings: Settings, *, run_migrations: bo
     for service, port, _ in servers:
         print(f"  {service:<10} http://{settings.http_host}:{port}  (docs: /docs, health: /health/ready)")
     if sink is not None:
-        print(f"  smtp sink  smtp://{settings.smtp_host}:{settings.smtp_port}  (mail kept in {Path(settings.data_dir, 'mail')})")
+        mail = Path(settings.data_dir, "mail")
+        print(f"  smtp sink  smtp://{settings.smtp_host}:{settings.smtp_port}  (mail kept in {mail})")
     print("Press Ctrl-C to stop.", flush=True)
     try:
         await asyncio.gather(*(server.serve() for _, _, server in servers))

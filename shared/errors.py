@@ -67,8 +67,7 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
         # Inputs are not echoed back: they may hold personal data, and they may not be JSON at all.
         details = [
-            {"field": _field_of(e.get("loc", ())), "type": e.get("type"), "message": e.get("msg")}
-            for e in exc.errors()
+            {"field": _field_of(e.get("loc", ())), "type": e.get("type"), "message": e.get("msg")} for e in exc.errors()
         ]
         first = details[0] if details else {"field": None, "message": "invalid request"}
         return error_response(

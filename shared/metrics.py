@@ -30,7 +30,9 @@ class ServiceMetrics:
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
         )
         self.events_published = Counter(
-            "imi_events_published_total", "Events the outbox relay published with a broker confirm", registry=self.registry
+            "imi_events_published_total",
+            "Events the outbox relay published with a broker confirm",
+            registry=self.registry,
         )
         self.events_consumed = Counter(
             "imi_events_consumed_total",
@@ -48,10 +50,10 @@ class ServiceMetrics:
             "imi_dead_letters", "Messages in this service's dead-letter queue", registry=self.registry
         )
         self.consumers = Gauge("imi_consumers", "Consumers registered with the broker", registry=self.registry)
-        self.broker_connected = Gauge(
-            "imi_broker_connected", "1 while connected to the broker", registry=self.registry
+        self.broker_connected = Gauge("imi_broker_connected", "1 while connected to the broker", registry=self.registry)
+        self.info = Gauge(
+            "imi_service_info", "The service this process answers for", ["service"], registry=self.registry
         )
-        self.info = Gauge("imi_service_info", "The service this process answers for", ["service"], registry=self.registry)
         self.info.labels(**labels).set(1)
 
     def observe_event(self, event_type: str, outcome: str) -> None:

@@ -74,8 +74,12 @@ class ServiceRuntime:
         self.sessions: async_sessionmaker[AsyncSession] = create_session_factory(self.engine)
         self.metrics = ServiceMetrics(self.name)
         self.queues = ServiceQueues(settings.bus_namespace, self.name, tuple(settings.bus_retry_delays))
-        self.transport = transport or create_transport(settings.broker_url, publish_timeout=settings.bus_publish_timeout)
-        self.bus = EventBus(self.transport, self.queues, prefetch=settings.bus_prefetch, observe=self.metrics.observe_event)
+        self.transport = transport or create_transport(
+            settings.broker_url, publish_timeout=settings.bus_publish_timeout
+        )
+        self.bus = EventBus(
+            self.transport, self.queues, prefetch=settings.bus_prefetch, observe=self.metrics.observe_event
+        )
         self.dead_letters = DeadLetterQueue(self.transport, self.queues)
         self.messaging = Messaging(self.name, self.sessions, definition.tables, self.clock)
         self.relay = OutboxRelay(
@@ -221,9 +225,7 @@ def create_service_app(
     verifier: TokenVerifier | None = None,
     engine: AsyncEngine | None = None,
 ) -> FastAPI:
-    runtime = ServiceRuntime(
-        definition, settings, clock=clock, transport=transport, verifier=verifier, engine=engine
-    )
+    runtime = ServiceRuntime(definition, settings, clock=clock, transport=transport, verifier=verifier, engine=engine)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:

@@ -132,7 +132,9 @@ class Settings(BaseSettings):
         """
         url: str | None = getattr(self, f"{service}_database_url")
         if self.environment == Environment.production and (url is None or url.startswith("sqlite")):
-            raise UnsafeConfiguration(f"IMI_{service.upper()}_DATABASE_URL must name a PostgreSQL database in production")
+            raise UnsafeConfiguration(
+                f"IMI_{service.upper()}_DATABASE_URL must name a PostgreSQL database in production"
+            )
         if url:
             return url
         return f"sqlite+aiosqlite:///{(self.data_dir / f'{service}.db').resolve()}"

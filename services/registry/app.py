@@ -1,4 +1,6 @@
-"""The registry service: Who is who: authorities, coordinators, users and roles, login, and the multilingual directory (rules A1–A5, S1–S15)."""
+"""The registry service: who is who.
+
+Authorities, coordinators, users and roles, login, and the multilingual directory (rules A1–A5, S1–S15)."""
 
 from pathlib import Path
 
@@ -9,7 +11,10 @@ from shared.service import ServiceDefinition
 definition = ServiceDefinition(
     name="registry",
     title="IMI registry",
-    description="Who is who: authorities, coordinators, users and roles, login, and the multilingual directory (rules A1–A5, S1–S15).",
+    description=(
+        "Who is who: authorities, coordinators, users and roles, login, "
+        "and the multilingual directory (rules A1–A5, S1–S15)."
+    ),
     metadata=metadata,
     tables=messaging,
     handlers=handlers,

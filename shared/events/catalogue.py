@@ -56,7 +56,9 @@ def build_catalogue(consumers: Mapping[str, set[str]], exchange: str = "imi.even
         channels[name] = {
             "address": contract.name,
             "messages": {name: {"$ref": f"#/components/messages/{name}"}},
-            "bindings": {"amqp": {"is": "routingKey", "exchange": {"name": exchange, "type": "topic", "durable": True}}},
+            "bindings": {
+                "amqp": {"is": "routingKey", "exchange": {"name": exchange, "type": "topic", "durable": True}}
+            },
         }
         operations[f"{contract.producer}_sends_{name}"] = {
             "action": "send",

@@ -13,7 +13,9 @@ from typing import Any, ClassVar, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-EVENT_TYPE_PATTERN = re.compile(r"^(registry|exchange|notifier|retention)\.[a-z][a-z0-9_]*\.[a-z][a-z0-9_]*\.v[1-9][0-9]*$")
+EVENT_TYPE_PATTERN = re.compile(
+    r"^(registry|exchange|notifier|retention)\.[a-z][a-z0-9_]*\.[a-z][a-z0-9_]*\.v[1-9][0-9]*$"
+)
 
 
 class EventData(BaseModel):

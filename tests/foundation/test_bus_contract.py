@@ -8,7 +8,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-import aio_pika
 import pytest
 
 from shared.bus.bus import ATTEMPT_HEADER, DeadLetterQueue, EventBus
@@ -16,7 +15,7 @@ from shared.bus.memory import MemoryBroker, MemoryTransport, topic_matches
 from shared.bus.topology import ServiceQueues
 from shared.bus.transport import IncomingMessage, OutgoingMessage, PublishError, Transport
 from shared.events.envelope import Envelope
-from tests.support import PROBE_OTHER, PROBE_SENT, wait_until
+from tests.support import PROBE_OTHER, PROBE_SENT, delete_namespace, wait_until
 
 RETRY_DELAYS = (0.2, 0.5)
 
@@ -35,20 +34,6 @@ class BrokerUnderTest:
         return made
 
 
-async def _delete_namespace(url: str, namespace: str) -> None:
-    connection = await aio_pika.connect(url)
-    async with connection:
-        channel = await connection.channel()
-        for service in ("registry", "exchange", "notifier", "retention"):
-            queues = ServiceQueues(namespace, service, RETRY_DELAYS)
-            names = [queues.queue, queues.dead_letter_queue] + [
-                queues.retry_queue(n) for n in range(1, len(RETRY_DELAYS) + 1)
-            ]
-            for name in names:
-                await channel.queue_delete(name)
-        await channel.exchange_delete(f"{namespace}.events")
-
-
 @pytest.fixture(params=["memory", "rabbitmq"])
 async def broker(request: pytest.FixtureRequest, namespace: str) -> AsyncIterator[BrokerUnderTest]:
     if request.param == "memory":
@@ -63,7 +48,7 @@ async def broker(request: pytest.FixtureRequest, namespace: str) -> AsyncIterato
     for transport in under_test.transports:
         await transport.stop()
     if request.param == "rabbitmq":
-        await _delete_namespace(request.getfixturevalue("rabbitmq").url, namespace)
+        await delete_namespace(request.getfixturevalue("rabbitmq").url, namespace, RETRY_DELAYS)
 
 
 class Recorder:

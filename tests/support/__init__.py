@@ -6,13 +6,16 @@ from __future__ import annotations
 import asyncio
 import inspect
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
+import aio_pika
 from sqlalchemy import Column, Integer, MetaData, String, Table, Uuid
 
+from shared.bus.topology import ServiceQueues
 from shared.events.envelope import Contract, EventData
 from shared.outbox import messaging_tables
+from shared.settings import SERVICES
 
 
 async def wait_until(
@@ -33,6 +36,20 @@ async def wait_until(
         if time.monotonic() > deadline:
             raise AssertionError(f"{message} within {timeout} s")
         await asyncio.sleep(interval)
+
+
+async def delete_namespace(amqp_url: str, namespace: str, retry_delays: Sequence[float]) -> None:
+    """Remove a test's exchange and queues from the shared RabbitMQ."""
+    connection = await aio_pika.connect(amqp_url)
+    async with connection:
+        channel = await connection.channel()
+        for service in SERVICES:
+            queues = ServiceQueues(namespace, service, tuple(retry_delays))
+            names = [queues.queue, queues.dead_letter_queue]
+            names += [queues.retry_queue(n) for n in range(1, len(retry_delays) + 1)]
+            for name in names:
+                await channel.queue_delete(name)
+        await channel.exchange_delete(f"{namespace}.events")
 
 
 class Probe(EventData):
