@@ -36,7 +36,7 @@ class ServiceMetrics:
         )
         self.events_consumed = Counter(
             "imi_events_consumed_total",
-            "Events taken from this service's queue, by outcome (handled, retried, dead_lettered, requeued)",
+            "Events taken from this service's queue, by outcome (handled, duplicate, retried, dead_lettered, requeued)",
             ["event_type", "outcome"],
             registry=self.registry,
         )

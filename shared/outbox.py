@@ -308,6 +308,7 @@ class Messaging:
                 inbox = self.tables.inbox
                 seen = await uow.session.scalar(select(inbox.c.event_id).where(inbox.c.event_id == envelope.id))
                 if seen is not None:
+                    log.info("event already handled; acknowledged and skipped", event_id=str(envelope.id))
                     return False
                 await uow.session.execute(
                     insert(inbox).values(event_id=envelope.id, event_type=envelope.type, processed_at=utcnow())

@@ -25,6 +25,7 @@ from shared.bus.transport import Transport, create_transport
 from shared.clock import Clock, SystemClock
 from shared.database import create_engine, create_session_factory
 from shared.errors import ErrorBody, install_error_handlers
+from shared.events.envelope import Envelope
 from shared.logging import get_logger
 from shared.metrics import RequestContextMiddleware, ServiceMetrics
 from shared.outbox import Handlers, Messaging, MessagingTables, OutboxRelay, prune_messaging_tables, utcnow
@@ -132,8 +133,8 @@ class ServiceRuntime:
         await self.engine.dispose()
         log.info("service stopped", service=self.name)
 
-    async def _process(self, envelope: Any) -> None:
-        await self.messaging.process(envelope, self.definition.handlers)
+    async def _process(self, envelope: Envelope) -> bool:
+        return await self.messaging.process(envelope, self.definition.handlers)
 
     async def _prune_periodically(self) -> None:
         while True:

@@ -32,7 +32,8 @@ FAILED_AT_HEADER = "x-imi-failed-at"
 TYPE_HEADER = "x-imi-event-type"
 CORRELATION_HEADER = "x-imi-correlation-id"
 
-Process = Callable[[Envelope], Awaitable[None]]
+# Returns False when the event had been handled before (the inbox knew it), anything else otherwise.
+Process = Callable[[Envelope], Awaitable[bool | None]]
 OutcomeObserver = Callable[[str, str], None]
 
 
@@ -97,7 +98,7 @@ class EventBus:
             self._observe(event_type, "dead_lettered")
             return
         try:
-            await self._process(envelope)
+            result = await self._process(envelope)
         except Exception as exc:
             log.warning(
                 "event handling failed",
@@ -110,7 +111,7 @@ class EventBus:
             self._observe(envelope.type, outcome)
             return
         await self._ack(message)
-        self._observe(envelope.type, "handled")
+        self._observe(envelope.type, "duplicate" if result is False else "handled")
 
     async def _settle_failure(self, message: IncomingMessage, *, attempt: int, error: str) -> str:
         headers: dict[str, Any] = dict(message.headers)

@@ -99,6 +99,10 @@ async def test_a_redelivered_event_is_acknowledged_and_its_effect_happens_once(s
         await stack.emit("after")
         await wait_until(lambda: _count_is(stack, 2), message="later event handled")
         assert await stack.effect_values() == ["once", "after"]
+        # The copies were acknowledged and skipped: not failed, retried or dead-lettered.
+        assert _consumed(stack, "duplicate") == 2
+        assert _consumed(stack, "handled") == 2
+        assert _consumed(stack, "retried") == 0
 
 
 async def test_a_failing_handler_leaves_no_effect_and_the_retry_applies_it_once(stack_factory):
@@ -190,6 +194,13 @@ async def test_relays_in_several_replicas_share_the_outbox_without_publishing_an
         assert len(published) == 300
         assert set(published.values()) == {1}
         assert await replicas[0].backlog() == 0
+
+
+def _consumed(stack: Stack, outcome: str) -> float:
+    sample = stack.consumer.metrics.registry.get_sample_value(
+        "imi_events_consumed_total", {"event_type": PROBE_SENT.name, "outcome": outcome}
+    )
+    return sample or 0.0
 
 
 async def _backlog_is(relay: OutboxRelay, expected: int) -> bool:
