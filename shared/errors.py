@@ -16,10 +16,6 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from shared.logging import current_correlation_id, get_logger
-
-log = get_logger(__name__)
-
 
 class ErrorDetail(BaseModel):
     code: str
@@ -79,10 +75,3 @@ def install_error_handlers(app: FastAPI) -> None:
         code = HTTPStatus(exc.status_code).phrase.lower().replace(" ", "_").replace("-", "_")
         message = exc.detail if isinstance(exc.detail, str) else HTTPStatus(exc.status_code).description
         return error_response(exc.status_code, code, message, headers=getattr(exc, "headers", None))
-
-    @app.exception_handler(Exception)
-    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error", error=repr(exc))
-        return error_response(
-            500, "internal_error", f"unexpected error; quote correlation id {current_correlation_id()}"
-        )

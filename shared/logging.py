@@ -38,7 +38,9 @@ def _add_correlation(_: Any, __: str, event_dict: dict[str, Any]) -> dict[str, A
 def configure_logging(level: str = "INFO", fmt: str = "json") -> None:
     """Route stdlib and structlog records through one renderer on stdout."""
     renderer: Any = (
-        structlog.processors.JSONRenderer() if fmt == "json" else structlog.dev.ConsoleRenderer(colors=False)
+        structlog.processors.JSONRenderer()
+        if fmt == "json"
+        else structlog.dev.ConsoleRenderer(colors=False, exception_formatter=structlog.dev.plain_traceback)
     )
     shared_processors: list[Any] = [
         structlog.contextvars.merge_contextvars,

@@ -10,7 +10,10 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from shared.logging import correlation_id_var
+from shared.errors import error_response
+from shared.logging import correlation_id_var, get_logger
+
+log = get_logger(__name__)
 
 CORRELATION_HEADER = "x-correlation-id"
 
@@ -79,9 +82,12 @@ class RequestContextMiddleware:
         status = 500
         started = time.perf_counter()
 
+        started_response = False
+
         async def send_with_header(message: Message) -> None:
-            nonlocal status
+            nonlocal status, started_response
             if message["type"] == "http.response.start":
+                started_response = True
                 status = int(message["status"])
                 headers = list(message.get("headers", []))
                 headers.append((CORRELATION_HEADER.encode(), correlation.encode("latin-1")))
@@ -90,6 +96,14 @@ class RequestContextMiddleware:
 
         try:
             await self.app(scope, receive, send_with_header)
+        except Exception as exc:
+            # Answered here, inside the request's correlation context, so the log line and the
+            # response carry the id the caller can quote.
+            if status != 500 or started_response:
+                raise
+            log.exception("unhandled error", error=repr(exc))
+            response = error_response(500, "internal_error", f"unexpected error; quote correlation id {correlation}")
+            await response(scope, receive, send_with_header)
         finally:
             route: Any = scope.get("route")
             template = getattr(route, "path", None) or "unmatched"
