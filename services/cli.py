@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Annotated, TypeVar
 
 import typer
+from pydantic import ValidationError
 
 from services import load_definition
 from shared.bus.bus import DeadLetterQueue
@@ -34,8 +35,8 @@ ServiceArg = Annotated[str, typer.Argument(help=f"One of: {', '.join(SERVICES)}"
 def _settings() -> Settings:
     try:
         settings = Settings()
-    except UnsafeConfiguration as exc:
-        typer.echo(f"error: {exc}", err=True)
+    except (UnsafeConfiguration, ValidationError) as exc:
+        typer.echo(f"error: invalid configuration: {exc}", err=True)
         raise typer.Exit(2) from exc
     configure_logging(settings.log_level, settings.log_format)
     return settings

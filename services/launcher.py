@@ -39,7 +39,7 @@ def start_smtp_sink(settings: Settings) -> Controller:
     """A local SMTP server that keeps every message in ``<data dir>/mail`` (a Maildir)."""
     maildir = (settings.data_dir / "mail").resolve()
     maildir.parent.mkdir(parents=True, exist_ok=True)
-    controller = Controller(Mailbox(str(maildir)), hostname=settings.smtp_host, port=settings.smtp_port)
+    controller = Controller(Mailbox(maildir), hostname=settings.smtp_host, port=settings.smtp_port)
     controller.start()
     return controller
 

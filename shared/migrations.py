@@ -12,7 +12,6 @@ from pathlib import Path
 import sqlalchemy as sa
 from alembic import command, context
 from alembic.config import Config
-from alembic.operations import Operations
 from sqlalchemy import MetaData
 from sqlalchemy.engine import Connection
 
@@ -67,8 +66,10 @@ def run_env(metadata: MetaData) -> None:
     asyncio.run(_run_online(url, metadata))
 
 
-def create_messaging_tables(op: Operations) -> None:
+def create_messaging_tables() -> None:
     """The outbox and inbox of :func:`shared.outbox.messaging_tables`, for a service's first migration."""
+    from alembic import op
+
     op.create_table(
         "outbox",
         sa.Column("seq", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True, autoincrement=True),

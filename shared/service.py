@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,7 +33,7 @@ from shared.settings import Settings
 
 log = get_logger(__name__)
 
-BackgroundTask = Callable[["ServiceRuntime"], Awaitable[None]]
+BackgroundTask = Callable[["ServiceRuntime"], Coroutine[Any, Any, None]]
 
 
 @dataclass

@@ -34,7 +34,7 @@ class SmtpSecurity(StrEnum):
     tls = "tls"
 
 
-class UnsafeConfiguration(ValueError):
+class UnsafeConfiguration(Exception):
     """Raised when a setting is unsafe for the environment the service runs in."""
 
 

@@ -79,20 +79,32 @@ class RabbitMQ:
             pytest.fail("restarting the broker needs rabbitmqctl on this machine (or a testcontainers broker)")
         subprocess.run(["rabbitmqctl", *args], check=True, capture_output=True, timeout=120)
 
+    stopped: bool = False
+
     async def stop(self) -> None:
         """Stop the broker node (its queues survive on disk, connections are dropped)."""
+        self.stopped = True
         await asyncio.to_thread(self._ctl, "stop_app")
 
     async def start(self) -> None:
         await asyncio.to_thread(self._ctl, "start_app")
         await wait_until(lambda: _amqp_answers(self.url), timeout=60, message="RabbitMQ did not come back")
+        self.stopped = False
+
+    def ensure_running(self) -> None:
+        """After a test that failed with the broker stopped, bring it back for the next ones."""
+        if self.stopped:
+            self._ctl("start_app")
+            self.stopped = False
 
 
 @pytest.fixture(scope="session")
 def rabbitmq() -> Iterator[RabbitMQ]:
     url = os.environ.get("IMI_TEST_AMQP_URL", DEFAULT_AMQP_URL)
     if _answers(_amqp_answers, url):
-        yield RabbitMQ(url)
+        broker = RabbitMQ(url)
+        yield broker
+        broker.ensure_running()
         return
     if _docker_available():
         from testcontainers.rabbitmq import RabbitMqContainer

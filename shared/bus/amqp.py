@@ -273,11 +273,12 @@ class AmqpTransport(Transport):
         # consumer on a channel of its own; closing the channel returns every message to the queue.
         channel = await self._utility_channel()
         seen: list[BrowsedMessage] = []
+        wanted = 0
         try:
             declared = await channel.declare_queue(queue, passive=True)
             wanted = min(limit, int(declared.declaration_result.message_count or 0))
             if wanted == 0:
-                return []
+                return seen
             enough = asyncio.Event()
             await channel.set_qos(prefetch_count=wanted)
 
@@ -296,10 +297,14 @@ class AmqpTransport(Transport):
             await declared.consume(collect, no_ack=False)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(enough.wait(), 10)
-            return seen[:wanted]
         finally:
             with contextlib.suppress(Exception):
                 await channel.close()
+        # The broker requeues them after the channel closes; wait for that so the next look sees them.
+        deadline = asyncio.get_running_loop().time() + 5
+        while seen and await self.message_count(queue) < wanted and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.02)
+        return seen[:wanted]
 
     async def message_count(self, queue: str) -> int:
         channel = await self._utility_channel()

@@ -8,7 +8,7 @@ runs unchanged on both, which is what lets one contract test suite hold them to 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -61,7 +61,7 @@ class IncomingMessage(Protocol):
     async def nack(self, *, requeue: bool) -> None: ...
 
 
-MessageCallback = Callable[[IncomingMessage], Awaitable[None]]
+MessageCallback = Callable[[IncomingMessage], Coroutine[Any, Any, None]]
 
 
 @dataclass(frozen=True)

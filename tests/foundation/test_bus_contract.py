@@ -3,6 +3,7 @@ embedded default keeps the semantics production relies on (ARCHITECTURE.md, Even
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -48,6 +49,7 @@ async def broker(request: pytest.FixtureRequest, namespace: str) -> AsyncIterato
     for transport in under_test.transports:
         await transport.stop()
     if request.param == "rabbitmq":
+        await asyncio.to_thread(request.getfixturevalue("rabbitmq").ensure_running)
         await delete_namespace(request.getfixturevalue("rabbitmq").url, namespace, RETRY_DELAYS)
 
 

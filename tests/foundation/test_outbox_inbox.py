@@ -48,6 +48,8 @@ async def stack_factory(kind: str, tmp_path, request: pytest.FixtureRequest, nam
         return build()
 
     yield make
+    if control is not None:
+        await asyncio.to_thread(control.ensure_running)
     if amqp_url is not None:
         await delete_namespace(amqp_url, namespace, RETRY_DELAYS)
     if postgres is not None:

@@ -15,7 +15,7 @@ depends_on = None
 
 
 def upgrade() -> None:
-    create_messaging_tables(op)
+    create_messaging_tables()
 
 
 def downgrade() -> None:
