@@ -1,5 +1,6 @@
-"""Key material: the registry's token-signing key (Ed25519) and the sealing key pair (X25519) that
-lets the registry send a temporary password to the notifier that only the notifier can open.
+"""Key material: the registry's token-signing key (Ed25519), the sealing key pair (X25519) that
+lets the registry send a temporary password to the notifier that only the notifier can open, and
+the registry's AES key for security codes.
 
 Outside development every key must come from the environment. In development, keys missing from
 the environment are generated once into ``<data dir>/keys`` so that ``imi up`` needs no setup.
@@ -7,6 +8,8 @@ the environment are generated once into ``<data dir>/keys`` so that ``imi up`` n
 
 from __future__ import annotations
 
+import base64
+import secrets
 from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
@@ -33,27 +36,37 @@ def generate_keys() -> dict[str, str]:
         "IMI_SIGNING_KEY": _private_pem(Ed25519PrivateKey.generate()),
         "IMI_SEALING_PRIVATE_KEY": _private_pem(sealing),
         "IMI_SEALING_PUBLIC_KEY": _public_pem(sealing.public_key()),
+        "IMI_SECURITY_CODE_KEY": base64.b64encode(secrets.token_bytes(32)).decode() + "\n",
     }
 
 
 def _development_keys(data_dir: Path) -> dict[str, str]:
     folder = data_dir / "keys"
     folder.mkdir(parents=True, exist_ok=True)
-    files = {name: folder / f"{name.lower()}.pem" for name in generate_keys()}
-    if not all(path.exists() for path in files.values()):
-        for name, pem in generate_keys().items():
-            files[name].write_text(pem)
-            files[name].chmod(0o600)
-    return {name: path.read_text() for name, path in files.items()}
+    generated = generate_keys()
+    for name, value in generated.items():
+        path = folder / f"{name.lower()}.pem"
+        if not path.exists():
+            path.write_text(value)
+            path.chmod(0o600)
+    return {name: (folder / f"{name.lower()}.pem").read_text() for name in generated}
 
 
 def key_pem(settings: Settings, setting: str) -> str:
-    """The PEM of ``setting`` (signing_key, sealing_public_key or sealing_private_key)."""
+    """The text of ``setting`` (signing_key, sealing_public_key, sealing_private_key, security_code_key)."""
     value = require_secret(settings, setting)
     if value is not None:
         # One-line form, as `imi keys generate` prints it for .env files and secret stores.
         return value.replace("\\n", "\n")
     return _development_keys(settings.data_dir)[f"IMI_{setting.upper()}"]
+
+
+def security_code_key(settings: Settings) -> bytes:
+    """The registry's AES-256 key for security codes (32 bytes, base64 in IMI_SECURITY_CODE_KEY)."""
+    key = base64.b64decode(key_pem(settings, "security_code_key").strip())
+    if len(key) != 32:
+        raise ValueError("IMI_SECURITY_CODE_KEY must be 32 random bytes, base64-encoded")
+    return key
 
 
 def signing_key(settings: Settings) -> Ed25519PrivateKey:

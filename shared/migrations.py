@@ -7,7 +7,9 @@ runs a service's history against a database URL from code (the CLI, ``imi up``, 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
 from alembic import command, context
@@ -30,12 +32,24 @@ async def upgrade(migrations: Path, url: str, revision: str = "head") -> None:
     await asyncio.to_thread(command.upgrade, alembic_config(migrations, url), revision)
 
 
+def managed_names(metadata: MetaData) -> Callable[[str | None, str, Any], bool]:
+    """An Alembic ``include_name`` that leaves alone the tables a service lists in
+    ``metadata.info["unmanaged_tables"]`` (created by hand-written, dialect-specific DDL)."""
+    unmanaged = set(metadata.info.get("unmanaged_tables", ()))
+
+    def include(name: str | None, type_: str, _: Any) -> bool:
+        return not (type_ == "table" and name in unmanaged)
+
+    return include
+
+
 def _run(connection: Connection, metadata: MetaData) -> None:
     context.configure(
         connection=connection,
         target_metadata=metadata,
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
+        include_name=managed_names(metadata),
     )
     with context.begin_transaction():
         context.run_migrations()

@@ -8,7 +8,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -50,8 +50,9 @@ class ServiceDefinition:
     migrations: Path
     routers: Sequence[APIRouter] = ()
     background: Sequence[BackgroundTask] = ()
+    # How the service checks access tokens; by default against the registry's JWKS over HTTP.
+    verifier_factory: Callable[[Settings], TokenVerifier] | None = None
     version: str = "0.1.0"
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class ServiceRuntime:
@@ -92,6 +93,8 @@ class ServiceRuntime:
             on_published=self.metrics.events_published.inc,
         )
         self.messaging.relay = self.relay
+        if verifier is None and definition.verifier_factory is not None:
+            verifier = definition.verifier_factory(settings)
         self.verifier: TokenVerifier = verifier or JwksTokenVerifier(
             settings.resolved_jwks_url, issuer=settings.token_issuer, audience=settings.token_audience
         )

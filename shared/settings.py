@@ -76,6 +76,7 @@ class Settings(BaseSettings):
     signing_key: str | None = None
     sealing_public_key: str | None = None
     sealing_private_key: str | None = None
+    security_code_key: str | None = None
 
     smtp_host: str = "127.0.0.1"
     smtp_port: int = 1025
@@ -116,6 +117,7 @@ class Settings(BaseSettings):
         "signing_key",
         "sealing_public_key",
         "sealing_private_key",
+        "security_code_key",
         "smtp_username",
         "smtp_password",
         mode="before",

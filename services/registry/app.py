@@ -1,11 +1,13 @@
 """The registry service: who is who.
 
-Authorities, coordinators, users and roles, login, and the multilingual directory (rules A1–A5, S1–S15)."""
+Authorities, coordinators, users and roles, login, and the multilingual directory (rules A1–A5, S1–S15).
+"""
 
 from pathlib import Path
 
 from services.registry.handlers import handlers
 from services.registry.models import messaging, metadata
+from services.registry.routes import routers
 from shared.service import ServiceDefinition
 
 definition = ServiceDefinition(
@@ -19,4 +21,5 @@ definition = ServiceDefinition(
     tables=messaging,
     handlers=handlers,
     migrations=Path(__file__).parent / "migrations",
+    routers=routers,
 )

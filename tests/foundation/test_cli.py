@@ -101,7 +101,7 @@ def test_imi_keys_generate_prints_the_three_key_variables():
     result = CliRunner().invoke(app, ["keys", "generate"])
     assert result.exit_code == 0
     names = [line.split("=", 1)[0] for line in result.output.splitlines()]
-    assert names == ["IMI_SIGNING_KEY", "IMI_SEALING_PRIVATE_KEY", "IMI_SEALING_PUBLIC_KEY"]
+    assert names == ["IMI_SIGNING_KEY", "IMI_SEALING_PRIVATE_KEY", "IMI_SEALING_PUBLIC_KEY", "IMI_SECURITY_CODE_KEY"]
 
 
 def test_imi_dlq_tells_that_the_memory_broker_is_only_inside_imi_up(monkeypatch):

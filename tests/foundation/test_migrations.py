@@ -10,7 +10,7 @@ from sqlalchemy import inspect
 
 from services import load_definition
 from shared.database import create_engine
-from shared.migrations import upgrade
+from shared.migrations import managed_names, upgrade
 from shared.settings import SERVICES
 
 
@@ -21,7 +21,8 @@ async def _differences(url: str, service: str) -> list[object]:
         async with engine.connect() as connection:
 
             def compare(sync_connection):  # type: ignore[no-untyped-def]
-                context = MigrationContext.configure(sync_connection, opts={"compare_type": True})
+                options = {"compare_type": True, "include_name": managed_names(definition.metadata)}
+                context = MigrationContext.configure(sync_connection, opts=options)
                 return compare_metadata(context, definition.metadata)
 
             return await connection.run_sync(compare)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from shared.keys import generate_keys, sealing_private_key, sealing_public_key, signing_key
+from shared.keys import generate_keys, sealing_private_key, sealing_public_key, security_code_key, signing_key
 from shared.settings import Settings, UnsafeConfiguration
 
 
@@ -56,7 +56,7 @@ def test_production_refuses_smtp_credentials_over_an_unencrypted_connection():
 
 def test_outside_development_keys_must_be_given_never_generated(tmp_path):
     settings = Settings(environment="test", broker_url="amqp://r/", data_dir=tmp_path)
-    for load in (signing_key, sealing_public_key, sealing_private_key):
+    for load in (signing_key, sealing_public_key, sealing_private_key, security_code_key):
         with pytest.raises(UnsafeConfiguration, match="must be set"):
             load(settings)
     assert not (tmp_path / "keys").exists()
@@ -81,6 +81,7 @@ def test_generated_keys_load_from_their_one_line_form(tmp_path):
         sealing_private_key(settings).public_key().public_bytes_raw() == sealing_public_key(settings).public_bytes_raw()
     )
     signing_key(settings)
+    assert len(security_code_key(settings)) == 32
 
 
 def test_empty_optional_variables_mean_unset(monkeypatch):

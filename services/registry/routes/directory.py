@@ -1,0 +1,5 @@
+"""Routes of the registry."""
+
+from fastapi import APIRouter
+
+router = APIRouter()
