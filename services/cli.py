@@ -23,7 +23,9 @@ app = typer.Typer(help="Cross-border cooperation between public authorities.", n
 dlq = typer.Typer(help="Inspect and replay a service's dead-letter queue.", no_args_is_help=True)
 events = typer.Typer(help="The event catalogue.", no_args_is_help=True)
 keys = typer.Typer(help="Key material for production.", no_args_is_help=True)
+registry = typer.Typer(help="The registry's ops commands.", no_args_is_help=True)
 app.add_typer(dlq, name="dlq")
+app.add_typer(registry, name="registry")
 app.add_typer(events, name="events")
 app.add_typer(keys, name="keys")
 
@@ -207,3 +209,53 @@ def keys_generate() -> None:
     for name, pem in generate_keys().items():
         escaped = pem.strip().replace("\n", "\\n")
         typer.echo(f'{name}="{escaped}"')
+
+
+@registry.command("bootstrap")
+def registry_bootstrap(
+    commission_email: Annotated[str, typer.Option(help="E-mail of the Commission's helpdesk and its first user")],
+    coordinator: Annotated[
+        list[str],
+        typer.Option(help="COUNTRY=EMAIL[=OFFICIAL NAME] of a national coordinator and its first user; repeatable"),
+    ],
+) -> None:
+    """Create the Commission's helpdesk authority and national coordinators with their first users
+    (rules A2, A3, S9). Prints the user names to hand over in person; temporary passwords go out by
+    e-mail once the registry runs (rule S11). Running it again creates only what is missing."""
+    from services.launcher import migrate as run_migrations
+    from services.registry.bootstrap import CoordinatorSpec, bootstrap
+    from services.registry.models import messaging
+    from shared.clock import SystemClock
+    from shared.database import create_engine, create_session_factory
+    from shared.errors import ApiError
+    from shared.outbox import Messaging
+
+    specs = []
+    for item in coordinator:
+        parts = item.split("=", 2)
+        if len(parts) < 2 or not parts[0] or not parts[1]:
+            typer.echo(f"error: --coordinator {item!r} is not COUNTRY=EMAIL[=OFFICIAL NAME]", err=True)
+            raise typer.Exit(2)
+        specs.append(CoordinatorSpec(parts[0].upper(), parts[1], parts[2] if len(parts) == 3 else None))
+    settings = _settings()
+
+    async def main() -> list[object]:
+        await run_migrations(settings, ["registry"])
+        engine = create_engine(settings.database_url("registry"))
+        try:
+            # No relay here: the rows wait in the outbox for the running registry to publish them.
+            messaging_ = Messaging("registry", create_session_factory(engine), messaging, SystemClock())
+            async with messaging_.transaction() as uow:
+                return list(await bootstrap(uow, settings, commission_email=commission_email, coordinators=specs))
+        finally:
+            await engine.dispose()
+
+    try:
+        created = _run(main)
+    except ApiError as exc:
+        typer.echo(f"error: {exc.code}: {exc.message} ({exc.field})", err=True)
+        raise typer.Exit(2) from exc
+    for entry in created:
+        typer.echo(f"{entry.country}  {entry.authority}  user name: {entry.username}")  # type: ignore[attr-defined]
+    if not created:
+        typer.echo("nothing to create: the helpdesk and these coordinators exist")

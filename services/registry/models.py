@@ -147,7 +147,9 @@ class Authority(Base):
     emails: Mapped[list[AuthorityEmail]] = relationship(cascade="all, delete-orphan", lazy="selectin")
     languages: Mapped[list[AuthorityLanguage]] = relationship(cascade="all, delete-orphan", lazy="selectin")
     keywords: Mapped[list[AuthorityKeyword]] = relationship(cascade="all, delete-orphan", lazy="selectin")
-    areas: Mapped[list[AuthorityArea]] = relationship(cascade="all, delete-orphan", lazy="selectin")
+    areas: Mapped[list[AuthorityArea]] = relationship(
+        cascade="all, delete-orphan", lazy="selectin", foreign_keys="AuthorityArea.authority_id"
+    )
     links: Mapped[list[AuthorityLink]] = relationship(
         cascade="all, delete-orphan", lazy="selectin", foreign_keys="AuthorityLink.authority_id"
     )

@@ -12,6 +12,7 @@ import pytest
 from fastapi import FastAPI
 
 from services import create_app, load_definition
+from shared.auth import TokenVerifier
 from shared.bus.memory import MemoryBroker, MemoryTransport
 from shared.clock import FrozenClock
 from shared.migrations import upgrade
@@ -32,19 +33,24 @@ class RegistryUnderTest:
         return runtime
 
 
-async def start_registry(settings: Settings, *, memory: bool) -> tuple[FastAPI, FrozenClock, MemoryBroker | None]:
+async def start_registry(
+    settings: Settings, *, memory: bool, verifier: TokenVerifier | None = None
+) -> tuple[FastAPI, FrozenClock, MemoryBroker | None]:
     await upgrade(load_definition("registry").migrations, settings.database_url("registry"))
     clock = FrozenClock(datetime(2026, 3, 2, 9, 0, tzinfo=UTC))
     broker = MemoryBroker() if memory else None
     transport = MemoryTransport(broker) if broker is not None else None
-    app = create_app("registry", settings, clock=clock, transport=transport)
+    app = create_app("registry", settings, clock=clock, transport=transport, verifier=verifier)
     return app, clock, broker
 
 
 @pytest.fixture
-async def registry(tmp_path) -> AsyncIterator[RegistryUnderTest]:
+async def registry(tmp_path, request: pytest.FixtureRequest) -> AsyncIterator[RegistryUnderTest]:
+    """The registry app; a test module may set ``registry_verifier`` to choose how tokens are read."""
     settings = Settings(data_dir=tmp_path, outbox_poll_interval=0.1)
-    app, clock, broker = await start_registry(settings, memory=True)
+    verifier_factory = getattr(request.module, "registry_verifier", None)
+    verifier = verifier_factory(settings) if verifier_factory else None
+    app, clock, broker = await start_registry(settings, memory=True, verifier=verifier)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
         async with httpx.AsyncClient(transport=transport, base_url="http://registry") as client:
