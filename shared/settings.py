@@ -78,6 +78,10 @@ class Settings(BaseSettings):
     sealing_private_key: str | None = None
     security_code_key: str | None = None
 
+    machine_translation_url: str | None = None
+    machine_translation_api_key: str | None = None
+    machine_translation_interval: float = Field(default=60.0, gt=0)
+
     smtp_host: str = "127.0.0.1"
     smtp_port: int = 1025
     smtp_security: SmtpSecurity = SmtpSecurity.none
@@ -114,6 +118,8 @@ class Settings(BaseSettings):
         "notifier_database_url",
         "retention_database_url",
         "jwks_url",
+        "machine_translation_url",
+        "machine_translation_api_key",
         "signing_key",
         "sealing_public_key",
         "sealing_private_key",

@@ -8,6 +8,7 @@ from pathlib import Path
 from services.registry.handlers import handlers
 from services.registry.models import messaging, metadata
 from services.registry.routes import routers
+from services.registry.translation import machine_translation_task
 from shared.service import ServiceDefinition
 
 definition = ServiceDefinition(
@@ -22,4 +23,5 @@ definition = ServiceDefinition(
     handlers=handlers,
     migrations=Path(__file__).parent / "migrations",
     routers=routers,
+    background=[machine_translation_task],
 )

@@ -85,8 +85,8 @@ def _may_register(actor: Actor, data: AuthorityIn) -> None:
     registers national coordinators (rule A2). Only their data administrators do it (S13)."""
     kind = AuthorityKind(data.kind)
     if actor.is_commission:
-        if kind not in (AuthorityKind.national_coordinator, AuthorityKind.competent_authority):
-            raise forbidden("the Commission registers national coordinators")
+        if kind != AuthorityKind.national_coordinator:
+            raise forbidden("the Commission registers national coordinators; they register the authorities")
         return
     if not actor.is_coordinator or not actor.has(Role.data_administrator):
         raise forbidden("only a coordinator's data administrator registers authorities")
