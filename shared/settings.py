@@ -13,6 +13,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Final, Literal
 
+import isodate
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -82,6 +83,14 @@ class Settings(BaseSettings):
     machine_translation_api_key: str | None = None
     machine_translation_interval: float = Field(default=60.0, gt=0)
 
+    # Rule P2: personal data of an exchange are deleted at the latest this long after it closes.
+    retention_period: str = "P6M"
+    retention_draft_period: str = "P30D"
+    retention_scan_interval: float = Field(default=60.0, gt=0)
+    retention_batch_size: int = Field(default=500, ge=1, le=10_000)
+    retention_resend_after: str = "PT1H"
+    retention_overdue_after: str = "P1D"
+
     smtp_host: str = "127.0.0.1"
     smtp_port: int = 1025
     smtp_security: SmtpSecurity = SmtpSecurity.none
@@ -111,6 +120,25 @@ class Settings(BaseSettings):
     @property
     def is_development(self) -> bool:
         return self.environment == Environment.development
+
+    @field_validator(
+        "retention_period",
+        "retention_draft_period",
+        "retention_resend_after",
+        "retention_overdue_after",
+    )
+    @classmethod
+    def _iso_duration(cls, value: str) -> str:
+        try:
+            isodate.parse_duration(value)
+        except (isodate.ISO8601Error, ValueError) as exc:
+            raise ValueError(f"{value!r} is not an ISO 8601 duration such as P6M or PT1H") from exc
+        return value
+
+    def duration(self, name: str) -> timedelta | isodate.Duration:
+        """An ISO 8601 duration setting, ready to add to a datetime (months count as calendar months)."""
+        parsed: timedelta | isodate.Duration = isodate.parse_duration(getattr(self, name))
+        return parsed
 
     @field_validator(
         "registry_database_url",
