@@ -10,9 +10,7 @@ none is used: untranslated languages show the original, marked as such.
 from __future__ import annotations
 
 import asyncio
-from typing import Protocol
 
-import httpx
 from sqlalchemy import select
 
 from services.registry.authorities import store_translation
@@ -24,34 +22,9 @@ from shared.languages import LANGUAGE_CODES
 from shared.logging import get_logger
 from shared.outbox import Messaging
 from shared.service import ServiceRuntime
+from shared.translation import MachineTranslator, configured_translator
 
 log = get_logger(__name__)
-
-
-class MachineTranslator(Protocol):
-    async def translate(self, texts: list[str], source: str, target: str) -> list[str]:
-        """``texts`` from ``source`` into ``target``, in the same order."""
-        ...
-
-
-class HttpMachineTranslator:
-    """A LibreTranslate-compatible service: ``POST {url}/translate`` with ``q`` as a list."""
-
-    def __init__(self, url: str, *, api_key: str | None = None, client: httpx.AsyncClient | None = None) -> None:
-        self._url = url.rstrip("/") + "/translate"
-        self._api_key = api_key
-        self._client = client or httpx.AsyncClient(timeout=30)
-
-    async def translate(self, texts: list[str], source: str, target: str) -> list[str]:
-        body: dict[str, object] = {"q": texts, "source": source, "target": target, "format": "text"}
-        if self._api_key:
-            body["api_key"] = self._api_key
-        response = await self._client.post(self._url, json=body)
-        response.raise_for_status()
-        translated = response.json()["translatedText"]
-        if not isinstance(translated, list) or len(translated) != len(texts):
-            raise ValueError("the translation service answered a different number of texts")
-        return [str(t) for t in translated]
 
 
 def _needs_machine(authority: Authority) -> list[str]:
@@ -115,8 +88,7 @@ async def run_machine_translation(messaging: Messaging, translator: MachineTrans
 
 async def machine_translation_task(runtime: ServiceRuntime) -> None:
     """The registry's background task: runs only when a translation service is configured."""
-    settings = runtime.settings
-    if settings.machine_translation_url is None:
+    translator = configured_translator(runtime.settings)
+    if translator is None:
         return
-    translator = HttpMachineTranslator(settings.machine_translation_url, api_key=settings.machine_translation_api_key)
-    await run_machine_translation(runtime.messaging, translator, settings.machine_translation_interval)
+    await run_machine_translation(runtime.messaging, translator, runtime.settings.machine_translation_interval)

@@ -6,8 +6,9 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from services.registry.translation import HttpMachineTranslator, translate_pending
+from services.registry.translation import translate_pending
 from shared.languages import LANGUAGE_CODES
+from shared.translation import HttpMachineTranslator
 from tests.registry.world import UserIdTokens, World, build_world
 
 
