@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from datetime import datetime
 from collections.abc import Callable
 from typing import Annotated, Any, Protocol
 
@@ -21,6 +22,7 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from shared.clock import Clock
 from shared.errors import ApiError
 from shared.logging import get_logger
 
@@ -73,6 +75,7 @@ class JwksTokenVerifier:
         client: httpx.AsyncClient | None = None,
         min_refresh_interval: float = 10.0,
         leeway: float = 5.0,
+        clock: Clock | None = None,
     ) -> None:
         self._jwks_url = jwks_url
         self._issuer = issuer
@@ -83,6 +86,7 @@ class JwksTokenVerifier:
         self._last_fetch = -float("inf")
         self._min_refresh_interval = min_refresh_interval
         self._leeway = leeway
+        self._clock = clock
         self._lock = asyncio.Lock()
 
     async def aclose(self) -> None:
@@ -120,11 +124,17 @@ class JwksTokenVerifier:
         if not isinstance(key_id, str):
             raise InvalidToken("token names no key")
         key = await self._key(key_id)
-        return decode_access_token(token, key, issuer=self._issuer, audience=self._audience, leeway=self._leeway)
+        now = self._clock.now() if self._clock else None
+        return decode_access_token(
+            token, key, issuer=self._issuer, audience=self._audience, leeway=self._leeway, now=now
+        )
 
 
-def decode_access_token(token: str, key: Any, *, issuer: str, audience: str, leeway: float = 5.0) -> Principal:
-    """Check signature, expiry, issuer, audience and token type; return the principal."""
+def decode_access_token(
+    token: str, key: Any, *, issuer: str, audience: str, leeway: float = 5.0, now: datetime | None = None
+) -> Principal:
+    """Check signature, expiry (against ``now``, the service's clock, when given), issuer, audience
+    and token type; return the principal."""
     try:
         claims = jwt.decode(
             token,
@@ -133,10 +143,21 @@ def decode_access_token(token: str, key: Any, *, issuer: str, audience: str, lee
             audience=audience,
             issuer=issuer,
             leeway=leeway,
-            options={"require": ["exp", "iat", "sub", "iss", "aud"]},
+            options={
+                "require": ["exp", "iat", "sub", "iss", "aud"],
+                "verify_exp": now is None,
+                "verify_iat": now is None,
+                "verify_nbf": now is None,
+            },
         )
     except jwt.PyJWTError as exc:
         raise InvalidToken(str(exc)) from exc
+    if now is not None:
+        moment = now.timestamp()
+        if float(claims["exp"]) <= moment - leeway:
+            raise InvalidToken("the token has expired")
+        if float(claims["iat"]) > moment + leeway:
+            raise InvalidToken("the token is not yet valid")
     if claims.get("typ") != "access":
         raise InvalidToken("not an access token")
     try:

@@ -51,7 +51,7 @@ class ServiceDefinition:
     routers: Sequence[APIRouter] = ()
     background: Sequence[BackgroundTask] = ()
     # How the service checks access tokens; by default against the registry's JWKS over HTTP.
-    verifier_factory: Callable[[Settings], TokenVerifier] | None = None
+    verifier_factory: Callable[[Settings, Clock], TokenVerifier] | None = None
     version: str = "0.1.0"
 
 
@@ -94,9 +94,12 @@ class ServiceRuntime:
         )
         self.messaging.relay = self.relay
         if verifier is None and definition.verifier_factory is not None:
-            verifier = definition.verifier_factory(settings)
+            verifier = definition.verifier_factory(settings, self.clock)
         self.verifier: TokenVerifier = verifier or JwksTokenVerifier(
-            settings.resolved_jwks_url, issuer=settings.token_issuer, audience=settings.token_audience
+            settings.resolved_jwks_url,
+            issuer=settings.token_issuer,
+            audience=settings.token_audience,
+            clock=self.clock,
         )
         self._tasks: list[asyncio.Task[None]] = []
         self.started = False

@@ -8,6 +8,7 @@ from pathlib import Path
 from services.registry.handlers import handlers
 from services.registry.models import messaging, metadata
 from services.registry.routes import routers
+from services.registry.tokens import LocalTokenVerifier
 from services.registry.translation import machine_translation_task
 from shared.service import ServiceDefinition
 
@@ -24,4 +25,5 @@ definition = ServiceDefinition(
     migrations=Path(__file__).parent / "migrations",
     routers=routers,
     background=[machine_translation_task],
+    verifier_factory=LocalTokenVerifier,
 )

@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from sqlalchemy import func, select
 
 from services.registry.access import Actor, forbidden, not_found
+from services.registry.login import revoke_user_sessions
 from services.registry.models import Authority, AuthorityKind, Credentials, Role, User, UserRole, UserStatus
 from services.registry.schemas import RoleGrant, UserIn, UserPatch
 from services.registry.security import generate_temporary_password, hash_password
@@ -286,6 +287,7 @@ async def reset_password(uow: UnitOfWork, settings: Settings, actor: Actor, user
         raise ApiError(409, "user_deactivated", "this user is deactivated")
     user.status = UserStatus.active
     await issue_temporary_password(uow, settings, user, reason="reset")
+    await revoke_user_sessions(uow, user.id)
     await user_changed(uow, user, USER_UPDATED, actor=actor.principal, action="password_reset")
     return user
 
@@ -300,5 +302,6 @@ async def deactivate_user(uow: UnitOfWork, actor: Actor, user_id: uuid.UUID) -> 
             if not await _holders(uow, authority.id, Role.allocator, area, except_user=user.id):
                 raise ApiError(409, "allocation_needs_allocator", f"{area!r} would be left without an allocator")
     user.status = UserStatus.deactivated
+    await revoke_user_sessions(uow, user.id)
     await user_changed(uow, user, USER_DEACTIVATED, actor=actor.principal, action="deactivated")
     return user

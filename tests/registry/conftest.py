@@ -55,3 +55,16 @@ async def registry(tmp_path, request: pytest.FixtureRequest) -> AsyncIterator[Re
         transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
         async with httpx.AsyncClient(transport=transport, base_url="http://registry") as client:
             yield RegistryUnderTest(app, client, clock, broker)
+
+
+@pytest.fixture(autouse=True)
+def cheap_password_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """argon2id with its production cost takes a quarter of a second per password here; the tests
+    register dozens of users, so they hash with the same algorithm at the lowest cost."""
+    from argon2 import PasswordHasher
+
+    from services.registry import security
+
+    cheap = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
+    monkeypatch.setattr(security, "_hasher", cheap)
+    monkeypatch.setattr(security, "_DUMMY_HASH", cheap.hash("dummy-password"))

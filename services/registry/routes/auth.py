@@ -1,5 +1,234 @@
-"""Routes of the registry."""
+"""Login (rule S12), refresh and logout, the token keys, and who the caller is.
 
-from fastapi import APIRouter
+``POST /auth/login`` (user name and password) answers the next step: ``setup`` after a temporary
+password, else ``security_code`` with three positions. ``POST /auth/login/code`` and
+``POST /auth/setup`` answer an access token (15 minutes) and a refresh token (30 days, rotated on
+every ``POST /auth/refresh``). The logic and the error codes are in :mod:`services.registry.login`.
+"""
 
-router = APIRouter()
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Response
+from pydantic import BaseModel, Field
+
+from services.registry import login, tokens
+from services.registry.login import PASSWORD_MAX_LENGTH, TokenPair
+from services.registry.security import POSITIONS_ASKED, SECURITY_CODE_LENGTH
+from shared.auth import CurrentPrincipal
+from shared.errors import ErrorBody
+from shared.service import Runtime
+
+router = APIRouter(tags=["login"])
+
+SECRET_MAX_LENGTH = 100  # challenge ids, setup and refresh tokens are 43 characters
+
+
+def _error(codes: str) -> dict[str, Any]:
+    """An OpenAPI error response: the error codes it may carry, and why."""
+    return {"model": ErrorBody, "description": codes}
+
+
+def _no_store(response: Response) -> None:
+    # Tokens must not be cached by browsers or proxies (RFC 6749, section 5.1).
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["Pragma"] = "no-cache"
+
+
+# -- bodies -------------------------------------------------------------------------------------
+
+
+class LoginIn(BaseModel):
+    username: str = Field(min_length=1, max_length=100)
+    password: str = Field(min_length=1, max_length=PASSWORD_MAX_LENGTH, description="case-sensitive")
+
+
+class SetupStep(BaseModel):
+    """A temporary password was given: choose a password and a security code (``POST /auth/setup``)."""
+
+    next: Literal["setup"] = "setup"
+    setup_token: str
+    expires_at: datetime
+
+
+class CodeStep(BaseModel):
+    """Give the digits of the security code at these positions (``POST /auth/login/code``)."""
+
+    next: Literal["security_code"] = "security_code"
+    challenge_id: str
+    positions: list[int] = Field(description=f"{POSITIONS_ASKED} distinct positions, 1 to {SECURITY_CODE_LENGTH}")
+    expires_at: datetime
+
+
+LoginStep = Annotated[SetupStep | CodeStep, Field(discriminator="next")]
+
+Position = Annotated[int, Field(ge=1, le=SECURITY_CODE_LENGTH)]
+Digit = Annotated[str, Field(pattern=r"^[0-9]$")]
+
+
+class CodeIn(BaseModel):
+    challenge_id: str = Field(min_length=1, max_length=SECRET_MAX_LENGTH)
+    digits: dict[Position, Digit] = Field(
+        min_length=POSITIONS_ASKED,
+        max_length=POSITIONS_ASKED,
+        description='the digit at each position asked, e.g. {"3": "7", "8": "0", "11": "4"}',
+    )
+
+
+class SetupIn(BaseModel):
+    setup_token: str = Field(min_length=1, max_length=SECRET_MAX_LENGTH)
+    new_password: str = Field(
+        min_length=1,
+        max_length=PASSWORD_MAX_LENGTH,
+        description="at least 12 characters with upper- and lower-case letters and a digit; not the temporary one",
+    )
+    security_code: str = Field(min_length=1, max_length=64, description="exactly 12 digits")
+
+
+class RefreshIn(BaseModel):
+    refresh_token: str = Field(min_length=1, max_length=SECRET_MAX_LENGTH)
+
+
+class TokensOut(BaseModel):
+    access_token: str
+    token_type: Literal["Bearer"] = "Bearer"
+    expires_in: int = Field(description="seconds the access token is valid")
+    refresh_token: str
+    refresh_expires_in: int = Field(description="seconds the refresh token is valid, unless used or revoked")
+
+    @classmethod
+    def of(cls, pair: TokenPair) -> TokensOut:
+        return cls(
+            access_token=pair.access_token,
+            expires_in=int(pair.access_expires_in.total_seconds()),
+            refresh_token=pair.refresh_token,
+            refresh_expires_in=int(pair.refresh_expires_in.total_seconds()),
+        )
+
+
+class Jwk(BaseModel):
+    kty: str
+    crv: str
+    x: str
+    use: str
+    alg: str
+    kid: str
+
+
+class Jwks(BaseModel):
+    keys: list[Jwk]
+
+
+class Me(BaseModel):
+    """The caller, as their access token says."""
+
+    user_id: str
+    authority_id: str
+    country: str
+    language: str
+    roles: dict[str, list[str]] = Field(description="roles per legislative area (rule S9)")
+    authority_roles: list[str]
+    coordinator: dict[str, Any] | None
+
+
+# -- routes -------------------------------------------------------------------------------------
+
+
+@router.post(
+    "/auth/login",
+    response_model=LoginStep,
+    summary="Step one: user name and password",
+    responses={
+        401: _error("invalid_credentials: unknown user name, wrong password, or an account that cannot log in"),
+        403: _error("account_locked: the password is right but five failed attempts locked the account"),
+    },
+)
+async def start_login(body: LoginIn, runtime: Runtime, response: Response) -> SetupStep | CodeStep:
+    _no_store(response)
+    async with login.attempt(runtime.messaging) as uow:
+        step = await login.start_login(uow, runtime.settings, body.username, body.password)
+    if isinstance(step, login.SetupRequired):
+        return SetupStep(setup_token=step.setup_token, expires_at=step.expires_at)
+    return CodeStep(challenge_id=step.challenge_id, positions=step.positions, expires_at=step.expires_at)
+
+
+@router.post(
+    "/auth/login/code",
+    response_model=TokensOut,
+    summary="Step two: three digits of the security code",
+    responses={
+        401: _error("invalid_challenge (unknown, used or expired), wrong_security_code, or invalid_credentials"),
+        403: _error("account_locked: this was the fifth failed attempt, or the account was locked meanwhile"),
+    },
+)
+async def finish_login(body: CodeIn, runtime: Runtime, response: Response) -> TokensOut:
+    _no_store(response)
+    async with login.attempt(runtime.messaging) as uow:
+        pair = await login.finish_login(uow, runtime.settings, body.challenge_id, dict(body.digits))
+    return TokensOut.of(pair)
+
+
+@router.post(
+    "/auth/setup",
+    response_model=TokensOut,
+    summary="First login or after a reset: choose a password and a 12-digit security code",
+    responses={
+        401: _error("invalid_setup_token: unknown, used or expired"),
+        403: _error("account_locked"),
+        422: _error("weak_password, password_unchanged (the temporary one) or invalid_security_code"),
+    },
+)
+async def complete_setup(body: SetupIn, runtime: Runtime, response: Response) -> TokensOut:
+    _no_store(response)
+    async with login.attempt(runtime.messaging) as uow:
+        pair = await login.complete_setup(
+            uow, runtime.settings, body.setup_token, body.new_password, body.security_code
+        )
+    return TokensOut.of(pair)
+
+
+@router.post(
+    "/auth/refresh",
+    response_model=TokensOut,
+    summary="A new token pair for a refresh token, which is used up",
+    responses={401: _error("invalid_refresh_token: unknown, expired, used (its family is revoked) or revoked")},
+)
+async def refresh(body: RefreshIn, runtime: Runtime, response: Response) -> TokensOut:
+    _no_store(response)
+    async with login.attempt(runtime.messaging) as uow:
+        pair = await login.refresh(uow, runtime.settings, body.refresh_token)
+    return TokensOut.of(pair)
+
+
+@router.post(
+    "/auth/logout",
+    status_code=204,
+    response_model=None,
+    response_class=Response,
+    summary="Revoke the refresh token and every token rotated from the same login",
+)
+async def logout(body: RefreshIn, runtime: Runtime) -> Response:
+    async with login.attempt(runtime.messaging) as uow:
+        await login.logout(uow, body.refresh_token)
+    return Response(status_code=204)
+
+
+@router.get(
+    "/.well-known/jwks.json",
+    response_model=Jwks,
+    summary="The public keys that verify access tokens (JWKS)",
+)
+async def jwks(runtime: Runtime) -> Jwks:
+    return Jwks.model_validate(tokens.jwks(runtime.settings))
+
+
+@router.get(
+    "/auth/me",
+    response_model=Me,
+    summary="Who the caller is, as their access token says",
+    responses={401: _error("not_authenticated (no token) or invalid_token")},
+)
+async def me(principal: CurrentPrincipal) -> Me:
+    return Me.model_validate(principal.model_dump())
