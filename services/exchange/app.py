@@ -1,10 +1,26 @@
-"""The exchange service: Question sets and the life of a request between two authorities (rules E1–E6, P2–P4)."""
+"""The exchange service: question sets and the life of a request between two authorities (rules E1–E6, P2–P4)."""
 
+import asyncio
 from pathlib import Path
 
 from services.exchange.handlers import handlers
+from services.exchange.lifecycle import mark_overdue
 from services.exchange.models import messaging, metadata
-from shared.service import ServiceDefinition
+from services.exchange.read_model import request_snapshot_when_empty
+from services.exchange.routes import router
+from shared.service import ServiceDefinition, ServiceRuntime
+
+OVERDUE_SCAN_INTERVAL = 300.0
+
+
+async def watch_overdue(runtime: ServiceRuntime) -> None:
+    """A request past its reply date is overdue: one event each, for reminders."""
+    await request_snapshot_when_empty(runtime)
+    while True:
+        async with runtime.messaging.transaction() as uow:
+            await mark_overdue(uow, uow.clock.now().date())
+        await asyncio.sleep(OVERDUE_SCAN_INTERVAL)
+
 
 definition = ServiceDefinition(
     name="exchange",
@@ -14,4 +30,6 @@ definition = ServiceDefinition(
     tables=messaging,
     handlers=handlers,
     migrations=Path(__file__).parent / "migrations",
+    routers=[router],
+    background=[watch_overdue],
 )
