@@ -83,6 +83,17 @@ class Settings(BaseSettings):
     machine_translation_api_key: str | None = None
     machine_translation_interval: float = Field(default=60.0, gt=0)
 
+    attachment_max_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
+    attachment_types: list[str] = Field(
+        default_factory=lambda: [
+            "application/pdf",
+            "image/png",
+            "image/jpeg",
+            "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+            "application/vnd.oasis.opendocument.text",
+        ]
+    )
+
     # Rule P2: personal data of an exchange are deleted at the latest this long after it closes.
     retention_period: str = "P6M"
     retention_draft_period: str = "P30D"

@@ -34,14 +34,19 @@ def detected_type(content: bytes, declared: str) -> str | None:
 
 def check_file(settings: Settings, filename: str, declared: str, content: bytes) -> str:
     if len(content) > settings.attachment_max_bytes:
-        raise ApiError(413, "attachment_too_large", f"attachments are limited to {settings.attachment_max_bytes} bytes",
-                       field="file")  # fmt: skip
+        raise ApiError(
+            413,
+            "attachment_too_large",
+            f"attachments are limited to {settings.attachment_max_bytes} bytes",
+            field="file",
+        )
     if not content:
         raise invalid("attachment_empty", "the file is empty", "file")
     actual = detected_type(content, declared)
     if actual is None or actual not in settings.attachment_types:
-        raise ApiError(415, "attachment_type_not_allowed",
-                       f"accepted types: {', '.join(settings.attachment_types)}", field="file")  # fmt: skip
+        raise ApiError(
+            415, "attachment_type_not_allowed", f"accepted types: {', '.join(settings.attachment_types)}", field="file"
+        )
     if not filename or len(filename) > 255 or any(c in filename for c in "/\\\x00"):
         raise invalid("attachment_name_invalid", "give the file a plain name of up to 255 characters", "file")
     return actual

@@ -444,8 +444,14 @@ async def send(uow: UnitOfWork, caller: Caller, request: Request) -> Request:
     approver = await approving_coordinator(uow, request.requesting_authority_id, request.area, "approve_requests")
     if approver is not None:
         request.approving_coordinator_id = approver
-        return await _move(uow, request, State.awaiting_request_approval, events.REQUEST_SUBMITTED_FOR_APPROVAL,
-                           "sent_for_approval", caller)  # fmt: skip
+        return await _move(
+            uow,
+            request,
+            State.awaiting_request_approval,
+            events.REQUEST_SUBMITTED_FOR_APPROVAL,
+            "sent_for_approval",
+            caller,
+        )
     return await _deliver(uow, request, caller, "sent")
 
 
@@ -472,8 +478,9 @@ async def reject_request(uow: UnitOfWork, caller: Caller, request: Request, reas
         raise refused("only the approving coordinator rejects this request (rule E3)")
     request.approving_coordinator_id = None
     request.sent_at = None
-    return await _move(uow, request, State.draft, events.REQUEST_REJECTED, "rejected", caller,
-                       comment=reason, comment_kind="rejection")  # fmt: skip
+    return await _move(
+        uow, request, State.draft, events.REQUEST_REJECTED, "rejected", caller, comment=reason, comment_kind="rejection"
+    )
 
 
 async def withdraw(uow: UnitOfWork, caller: Caller, request: Request, reason: str | None) -> Request:
@@ -483,8 +490,16 @@ async def withdraw(uow: UnitOfWork, caller: Caller, request: Request, reason: st
     if request.state not in (State.awaiting_request_approval, State.awaiting_acceptance):
         raise wrong_state(request, "withdraw")
     request.closed_at = uow.clock.now()
-    return await _move(uow, request, State.withdrawn, events.REQUEST_WITHDRAWN, "withdrawn", caller,
-                       comment=reason, comment_kind="withdrawal")  # fmt: skip
+    return await _move(
+        uow,
+        request,
+        State.withdrawn,
+        events.REQUEST_WITHDRAWN,
+        "withdrawn",
+        caller,
+        comment=reason,
+        comment_kind="withdrawal",
+    )
 
 
 # -- the responding side (rules E1, E2) -----------------------------------------------------------------
@@ -555,8 +570,16 @@ async def forward(uow: UnitOfWork, caller: Caller, request: Request, to: uuid.UU
 async def _deliver_forwarded(uow: UnitOfWork, request: Request, caller: Caller, comment: str | None) -> Request:
     request.received_at = uow.clock.now()
     request.allocated_user_id = None
-    return await _move(uow, request, State.awaiting_acceptance, events.REQUEST_FORWARDED, "forwarded", caller,
-                       comment=comment, comment_kind="forwarding")  # fmt: skip
+    return await _move(
+        uow,
+        request,
+        State.awaiting_acceptance,
+        events.REQUEST_FORWARDED,
+        "forwarded",
+        caller,
+        comment=comment,
+        comment_kind="forwarding",
+    )
 
 
 async def forward_questions(
@@ -571,8 +594,9 @@ async def forward_questions(
         raise refused("only the responding authority's request handlers forward questions")
     target = await authority(uow, to, "authority_id")
     if target.country != responder.country or target.id == responder.id or request.area not in target.areas:
-        raise invalid("forward_across_countries", "forward to another authority of the same country with the area",
-                      "authority_id")  # fmt: skip
+        raise invalid(
+            "forward_across_countries", "forward to another authority of the same country with the area", "authority_id"
+        )
     open_questions = {q.question_id: q for q in request.questions if q.forwarded_to_request_id is None}
     chosen = list(dict.fromkeys(question_ids))
     if not chosen or any(q not in open_questions for q in chosen):
@@ -603,8 +627,11 @@ async def forward_questions(
     await uow.session.flush()
     subject = (await uow.session.scalars(select(SubjectValue).where(SubjectValue.request_id == request.id))).all()
     for value in subject:
-        uow.session.add(SubjectValue(request_id=child.id, field_id=value.field_id, value=value.value,
-                                     personal_data=value.personal_data))  # fmt: skip
+        uow.session.add(
+            SubjectValue(
+                request_id=child.id, field_id=value.field_id, value=value.value, personal_data=value.personal_data
+            )
+        )
     message = await _message(uow, child, caller, "forwarding", comment)
     await _record(uow, child, events.REQUEST_RECEIVED, "received_forwarded_questions", caller, None, message=message)
     for question_id in chosen:
@@ -693,8 +720,11 @@ async def save_answers(uow: UnitOfWork, caller: Caller, request: Request, answer
     now = uow.clock.now()
     for question_id, value in answers.items():
         if question_id not in answerable:
-            raise invalid("question_not_in_request", f"{question_id!r} is not a question of this request",
-                          f"answers.{question_id}")  # fmt: skip
+            raise invalid(
+                "question_not_in_request",
+                f"{question_id!r} is not a question of this request",
+                f"answers.{question_id}",
+            )
         question = qs.question(question_id)
         checked = check_answer(question, value, attachments)
         existing = await uow.session.get(Answer, (request.id, question_id))
@@ -725,8 +755,15 @@ async def submit_reply(uow: UnitOfWork, caller: Caller, request: Request, commen
     approver = await approving_coordinator(uow, responder.id, request.area, "approve_replies")
     if approver is not None:
         request.approving_coordinator_id = approver
-        return await _move(uow, request, State.awaiting_reply_approval, events.REPLY_SUBMITTED_FOR_APPROVAL,
-                           "reply_sent_for_approval", caller, comment=comment)  # fmt: skip
+        return await _move(
+            uow,
+            request,
+            State.awaiting_reply_approval,
+            events.REPLY_SUBMITTED_FOR_APPROVAL,
+            "reply_sent_for_approval",
+            caller,
+            comment=comment,
+        )
     return await _answered(uow, request, caller, "answered", comment)
 
 
@@ -750,8 +787,16 @@ async def reject_reply(uow: UnitOfWork, caller: Caller, request: Request, reason
     if not acts_for_coordinator(caller, request.approving_coordinator_id, request.area):
         raise refused("only the approving coordinator rejects this reply (rule E3)")
     request.approving_coordinator_id = None
-    return await _move(uow, request, State.in_progress, events.REPLY_REJECTED, "reply_rejected", caller,
-                       comment=reason, comment_kind="rejection")  # fmt: skip
+    return await _move(
+        uow,
+        request,
+        State.in_progress,
+        events.REPLY_REJECTED,
+        "reply_rejected",
+        caller,
+        comment=reason,
+        comment_kind="rejection",
+    )
 
 
 # -- after the answer (rule E4) ----------------------------------------------------------------------------
@@ -777,9 +822,16 @@ async def request_information(uow: UnitOfWork, caller: Caller, request: Request,
         raise refused("only the requesting authority asks for more information")
     if request.state != State.answered:
         raise wrong_state(request, "ask more information on")
-    return await _move(uow, request, State.additional_information_requested, events.ADDITIONAL_INFORMATION_REQUESTED,
-                       "additional_information_requested", caller, comment=comment,
-                       comment_kind="information_request")  # fmt: skip
+    return await _move(
+        uow,
+        request,
+        State.additional_information_requested,
+        events.ADDITIONAL_INFORMATION_REQUESTED,
+        "additional_information_requested",
+        caller,
+        comment=comment,
+        comment_kind="information_request",
+    )
 
 
 async def refuse_information(uow: UnitOfWork, caller: Caller, request: Request, comment: str) -> Request:
@@ -789,9 +841,16 @@ async def refuse_information(uow: UnitOfWork, caller: Caller, request: Request, 
     responder = await _responder(uow, request)
     if not is_responding_handler(caller, request, responder):
         raise refused("only the responding handler states that no more can be given")
-    return await _move(uow, request, State.additional_information_refused, events.ADDITIONAL_INFORMATION_REFUSED,
-                       "additional_information_refused", caller, comment=comment,
-                       comment_kind="information_refusal")  # fmt: skip
+    return await _move(
+        uow,
+        request,
+        State.additional_information_refused,
+        events.ADDITIONAL_INFORMATION_REFUSED,
+        "additional_information_refused",
+        caller,
+        comment=comment,
+        comment_kind="information_refusal",
+    )
 
 
 async def refer(uow: UnitOfWork, caller: Caller, request: Request, comment: str | None) -> Request:
@@ -834,12 +893,19 @@ async def give_opinion(uow: UnitOfWork, caller: Caller, request: Request, opinio
     if await uow.session.get(ReferralOpinion, (request.id, coordinator_id)) is not None:
         raise ApiError(409, "opinion_given", "this coordinator has given its opinion")
     message = await _message(uow, request, caller, "referral_opinion", opinion)
-    uow.session.add(ReferralOpinion(request_id=request.id, coordinator_id=coordinator_id,
-                                    message_id=message.id if message else None, given_by=caller.user_id,
-                                    at=uow.clock.now()))  # fmt: skip
+    uow.session.add(
+        ReferralOpinion(
+            request_id=request.id,
+            coordinator_id=coordinator_id,
+            message_id=message.id if message else None,
+            given_by=caller.user_id,
+            at=uow.clock.now(),
+        )
+    )
     await uow.session.flush()
-    await _record(uow, request, events.REFERRAL_OPINION_GIVEN, "referral_opinion_given", caller, State.referred,
-                  message=message)  # fmt: skip
+    await _record(
+        uow, request, events.REFERRAL_OPINION_GIVEN, "referral_opinion_given", caller, State.referred, message=message
+    )
     given = set(
         (
             await uow.session.scalars(
@@ -859,8 +925,16 @@ async def reopen(uow: UnitOfWork, caller: Caller, request: Request, comment: str
     if request.state != State.closed or request.purged_at is not None or request.answered_at is None:
         raise wrong_state(request, "reopen")
     request.closed_at = None
-    return await _move(uow, request, State.additional_information_requested, events.REQUEST_REOPENED, "reopened",
-                       caller, comment=comment, comment_kind="information_request")  # fmt: skip
+    return await _move(
+        uow,
+        request,
+        State.additional_information_requested,
+        events.REQUEST_REOPENED,
+        "reopened",
+        caller,
+        comment=comment,
+        comment_kind="information_request",
+    )
 
 
 async def comment(uow: UnitOfWork, caller: Caller, request: Request, text: str, is_party: bool) -> Message:

@@ -108,8 +108,10 @@ async def action_list(uow: UnitOfWork, caller: Caller) -> list[ActionItem]:
         elif request.approving_coordinator_id == mine and (
             caller.has("request_handler", area) or caller.has("data_administrator", area)
         ):
-            found = ("approve_request" if request.state == State.awaiting_request_approval else "approve_reply",
-                     "coordinator")  # fmt: skip
+            found = (
+                "approve_request" if request.state == State.awaiting_request_approval else "approve_reply",
+                "coordinator",
+            )
         elif (
             request.state == State.referred
             and request.id not in opinions
@@ -117,8 +119,14 @@ async def action_list(uow: UnitOfWork, caller: Caller) -> list[ActionItem]:
         ):
             found = ("give_referral_opinion", "referral")
         if found:
-            items.append(ActionItem(action=found[0], role=found[1], deadline=request.reply_date,
-                                    request=overview(request, Access.overview, today)))  # fmt: skip
+            items.append(
+                ActionItem(
+                    action=found[0],
+                    role=found[1],
+                    deadline=request.reply_date,
+                    request=overview(request, Access.overview, today),
+                )
+            )
     return sorted(items, key=lambda i: (i.deadline is None, i.deadline or date.max, i.request.reference))
 
 

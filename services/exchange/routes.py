@@ -153,8 +153,13 @@ async def list_question_sets(principal: CurrentPrincipal, lang: Lang = None) -> 
             "area": qs.area,
             "version": qs.version,
             "subject_fields": [
-                {"id": f.id, "type": f.type, "label": f.label_in(language), "personal_data": f.personal_data,
-                 "required": f.required}
+                {
+                    "id": f.id,
+                    "type": f.type,
+                    "label": f.label_in(language),
+                    "personal_data": f.personal_data,
+                    "required": f.required,
+                }
                 for f in qs.subject_fields
             ],
             "sections": [
@@ -162,8 +167,13 @@ async def list_question_sets(principal: CurrentPrincipal, lang: Lang = None) -> 
                     "id": s.id,
                     "title": s.title_in(language),
                     "questions": [
-                        {"id": q.id, "type": q.type, "text": q.text_in(language), "personal_data": q.personal_data,
-                         "options": {o.id: o.label_in(language) for o in q.options}}
+                        {
+                            "id": q.id,
+                            "type": q.type,
+                            "text": q.text_in(language),
+                            "personal_data": q.personal_data,
+                            "options": {o.id: o.label_in(language) for o in q.options},
+                        }
                         for q in s.questions
                     ],
                 }
@@ -172,7 +182,7 @@ async def list_question_sets(principal: CurrentPrincipal, lang: Lang = None) -> 
         }
         for qs in question_sets()
         if qs.version == question_set(qs.area).version
-    ]  # fmt: skip
+    ]
 
 
 @router.post("/requests", status_code=201, response_model=Created, summary="Write a request (a draft)")
@@ -210,10 +220,15 @@ async def get_request(
         if access == Access.overview:
             base = overview(request, access, uow.clock.now().date())
             return RequestView(
-                **base.model_dump(), language=language, allocated_user_id=None, approving_coordinator_id=None,
-                referral_coordinator_ids=[], questions=[], transitions=[],
+                **base.model_dump(),
+                language=language,
+                allocated_user_id=None,
+                approving_coordinator_id=None,
+                referral_coordinator_ids=[],
+                questions=[],
+                transitions=[],
                 personal_data_purged=request.purged_at is not None,
-            )  # fmt: skip
+            )
         view = await _view(uow, caller, request, language)
     translator = configured_translator(runtime.settings) if translate_free_text else None
     if translator is not None and view.messages:
@@ -311,9 +326,15 @@ def overview_view(request: Request, uow: UnitOfWork) -> RequestView:
     """After handing a request on, the former responder keeps only what it may still see."""
     base = overview(request, Access.overview, uow.clock.now().date())
     return RequestView(
-        **base.model_dump(), language="en", allocated_user_id=None, approving_coordinator_id=None,
-        referral_coordinator_ids=[], questions=[], transitions=[], personal_data_purged=request.purged_at is not None,
-    )  # fmt: skip
+        **base.model_dump(),
+        language="en",
+        allocated_user_id=None,
+        approving_coordinator_id=None,
+        referral_coordinator_ids=[],
+        questions=[],
+        transitions=[],
+        personal_data_purged=request.purged_at is not None,
+    )
 
 
 @router.post("/requests/{request_id}/forward-questions", response_model=Created, status_code=201)
@@ -481,9 +502,15 @@ async def list_requests(
     caller = Caller(principal)
     async with runtime.messaging.transaction() as uow:
         found = await queries.authority_overview(
-            uow, caller, authority_id=authority_id or caller.authority_id, box=box, state=state, area=area,
-            page=page, page_size=page_size,
-        )  # fmt: skip
+            uow,
+            caller,
+            authority_id=authority_id or caller.authority_id,
+            box=box,
+            state=state,
+            area=area,
+            page=page,
+            page_size=page_size,
+        )
         return OverviewPageOut(items=found.items, total=found.total, page=found.page, page_size=found.page_size)
 
 

@@ -241,10 +241,15 @@ async def detailed(uow: UnitOfWork, request: Request, access: Access, language: 
         await uow.session.scalars(select(Message).where(Message.request_id == request.id).order_by(Message.id))
     ).all()
     view.messages = [
-        MessageView(kind=m.kind, text=m.text, language=m.language, author_authority_id=m.author_authority_id,
-                    created_at=m.created_at)
+        MessageView(
+            kind=m.kind,
+            text=m.text,
+            language=m.language,
+            author_authority_id=m.author_authority_id,
+            created_at=m.created_at,
+        )
         for m in messages
-    ]  # fmt: skip
+    ]
     attachments = (
         await uow.session.scalars(
             select(Attachment).where(Attachment.request_id == request.id).order_by(Attachment.uploaded_at)

@@ -274,9 +274,13 @@ async def change_official_name(uow: UnitOfWork, actor: Actor, authority_id: uuid
         raise forbidden("only a data administrator of its coordinator changes an official name")
     previous, authority.official_name = authority.official_name, name
     await authority_changed(
-        uow, authority, AUTHORITY_UPDATED, actor=actor.principal, action="official_name_changed",
+        uow,
+        authority,
+        AUTHORITY_UPDATED,
+        actor=actor.principal,
+        action="official_name_changed",
         changes={"from": previous, "to": name},
-    )  # fmt: skip
+    )
     return authority
 
 
@@ -408,9 +412,13 @@ async def set_request_coordinator(
     else:
         existing.full_view = data.full_view
     await authority_changed(
-        uow, authority, AUTHORITY_UPDATED, actor=actor.principal, action="request_coordinator_set",
+        uow,
+        authority,
+        AUTHORITY_UPDATED,
+        actor=actor.principal,
+        action="request_coordinator_set",
         changes=data.model_dump(mode="json"),
-    )  # fmt: skip
+    )
     return authority
 
 
@@ -429,9 +437,13 @@ async def remove_request_coordinator(
         raise ApiError(409, "last_request_coordinator", f"{area!r} needs at least one request coordinator")
     authority.request_coordinators.remove(target)
     await authority_changed(
-        uow, authority, AUTHORITY_UPDATED, actor=actor.principal, action="request_coordinator_removed",
+        uow,
+        authority,
+        AUTHORITY_UPDATED,
+        actor=actor.principal,
+        action="request_coordinator_removed",
         changes={"area": area, "coordinator_id": str(coordinator_id)},
-    )  # fmt: skip
+    )
     return authority
 
 
@@ -460,9 +472,13 @@ async def set_coordinator_settings(
     setting.approve_requests = data.approve_requests
     setting.approve_replies = data.approve_replies
     await authority_changed(
-        uow, coordinator, AUTHORITY_UPDATED, actor=actor.principal, action="coordinator_settings_changed",
+        uow,
+        coordinator,
+        AUTHORITY_UPDATED,
+        actor=actor.principal,
+        action="coordinator_settings_changed",
         changes={"area": area, **data.model_dump(mode="json")},
-    )  # fmt: skip
+    )
     return coordinator
 
 

@@ -40,9 +40,15 @@ def _needs_machine(authority: Authority) -> list[str]:
 async def translate_pending(messaging: Messaging, translator: MachineTranslator, *, batch: int = 20) -> int:
     """Fill in machine translations for up to ``batch`` authorities; each in its own transaction."""
     async with messaging.sessions() as session:
-        ids = list((await session.scalars(
-            select(Authority.id).where(Authority.status == AuthorityStatus.active).order_by(Authority.updated_at)
-        )).all())  # fmt: skip
+        ids = list(
+            (
+                await session.scalars(
+                    select(Authority.id)
+                    .where(Authority.status == AuthorityStatus.active)
+                    .order_by(Authority.updated_at)
+                )
+            ).all()
+        )
     done = 0
     for authority_id in ids:
         if done >= batch:
@@ -67,9 +73,13 @@ async def translate_pending(messaging: Messaging, translator: MachineTranslator,
                     by="machine",
                 )
             await authority_changed(
-                uow, authority, AUTHORITY_UPDATED, actor=None, action="machine_translated",
+                uow,
+                authority,
+                AUTHORITY_UPDATED,
+                actor=None,
+                action="machine_translated",
                 changes={"languages": languages},
-            )  # fmt: skip
+            )
             done += 1
     return done
 

@@ -233,9 +233,13 @@ async def set_roles(uow: UnitOfWork, actor: Actor, user_id: uuid.UUID, grants: l
     await uow.session.flush()
     user.roles.extend(UserRole(area=g.area, role=g.role) for g in roles)
     await user_changed(
-        uow, user, USER_UPDATED, actor=actor.principal, action="roles_changed",
+        uow,
+        user,
+        USER_UPDATED,
+        actor=actor.principal,
+        action="roles_changed",
         changes={"roles": [g.model_dump(mode="json") for g in roles]},
-    )  # fmt: skip
+    )
     return user
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import timedelta
 from collections.abc import AsyncIterator
+from datetime import timedelta
 
 import pytest
 from sqlalchemy import func, select
@@ -53,8 +53,11 @@ async def test_a_request_written_in_english_is_read_in_romanian_rule_e1(world):
         for q in ("pq.identity.document_matches", "pq.diploma.authentic", "pq.sanctions.any")
     ]
     assert {s["field_id"]: s["value"] for s in body["subject"]}["family_name"] == "Murphy-Unique-7731"
-    assert body["messages"][0] == {**body["messages"][0], "text": "Please check the diploma of this doctor.",
-                                   "language": "en"}  # fmt: skip
+    assert body["messages"][0] == {
+        **body["messages"][0],
+        "text": "Please check the diploma of this doctor.",
+        "language": "en",
+    }
     english = (await world.call("GET", f"/requests/{request_id}", "ie_handler")).json()
     assert english["questions"][0]["text"] == qs.question("pq.identity.document_matches").text_in("en")
 
@@ -95,9 +98,11 @@ async def test_a_responding_authority_without_the_legislative_area_is_refused(wo
 
     await world.deliver(AUTHORITY_UPDATED, state)
     response = await world.call(
-        "POST", "/requests", "ie_handler",
+        "POST",
+        "/requests",
+        "ie_handler",
         json={"area": PQ, "responding_authority_id": str(world.authorities["ro_services_only"])},
-    )  # fmt: skip
+    )
     assert response.status_code == 422
     assert response.json()["error"]["code"] == "responding_authority_lacks_area"
 
@@ -218,13 +223,21 @@ async def test_an_answer_of_the_wrong_type_is_refused_naming_the_question(world,
         "PUT", f"/requests/{request_id}/answers", "ro_handler", json={"answers": {question: value}}
     )
     assert response.status_code == 422
-    assert response.json()["error"] == {**response.json()["error"], "code": "wrong_answer_type",
-                                        "field": f"answers.{question}"}  # fmt: skip
+    assert response.json()["error"] == {
+        **response.json()["error"],
+        "code": "wrong_answer_type",
+        "field": f"answers.{question}",
+    }
 
 
 async def test_answers_of_every_type_are_checked(world):
-    questions = ["pq.diploma.date_of_award", "pq.diploma.level", "pq.good_standing.restrictions",
-                 "pq.sanctions.details", "pq.diploma.copy"]  # fmt: skip
+    questions = [
+        "pq.diploma.date_of_award",
+        "pq.diploma.level",
+        "pq.good_standing.restrictions",
+        "pq.sanctions.details",
+        "pq.diploma.copy",
+    ]
     request_id = await world.accepted_request(question_ids=questions)
     good = {
         "pq.diploma.date_of_award": "2005-07-01",
@@ -241,8 +254,9 @@ async def test_answers_of_every_type_are_checked(world):
         ("pq.sanctions.details", "  "),
         ("pq.diploma.copy", "not-an-attachment"),
     ):
-        response = await world.call("PUT", f"/requests/{request_id}/answers", "ro_handler",
-                                    json={"answers": {question: bad}})  # fmt: skip
+        response = await world.call(
+            "PUT", f"/requests/{request_id}/answers", "ro_handler", json={"answers": {question: bad}}
+        )
         assert response.status_code == 422, question
     unanswered = await world.call("POST", f"/requests/{request_id}/reply", "ro_handler", json={})
     assert unanswered.json()["error"]["code"] == "questions_unanswered"
@@ -250,11 +264,19 @@ async def test_answers_of_every_type_are_checked(world):
 
 async def test_the_responder_forwards_to_an_authority_of_its_country_and_loses_sight_of_the_request(world):
     request_id = await world.sent_request()
-    abroad = await world.call("POST", f"/requests/{request_id}/forward", "ro_handler",
-                              json={"authority_id": str(world.authorities["fi_board"])})  # fmt: skip
+    abroad = await world.call(
+        "POST",
+        f"/requests/{request_id}/forward",
+        "ro_handler",
+        json={"authority_id": str(world.authorities["fi_board"])},
+    )
     assert abroad.json()["error"]["code"] == "forward_across_countries"
-    forwarded = await world.call("POST", f"/requests/{request_id}/forward", "ro_handler",
-                                 json={"authority_id": str(world.authorities["ro_other"]), "comment": "Not ours."})  # fmt: skip
+    forwarded = await world.call(
+        "POST",
+        f"/requests/{request_id}/forward",
+        "ro_handler",
+        json={"authority_id": str(world.authorities["ro_other"]), "comment": "Not ours."},
+    )
     assert forwarded.status_code == 200
     assert (await world.call("GET", f"/requests/{request_id}", "ro_handler")).status_code == 404
     assert (await world.call("GET", f"/requests/{request_id}", "ro_other_handler")).json()[
@@ -267,9 +289,11 @@ async def test_the_responder_forwards_to_an_authority_of_its_country_and_loses_s
 async def test_some_questions_are_forwarded_as_a_request_of_their_own(world):
     request_id = await world.accepted_request()
     response = await world.call(
-        "POST", f"/requests/{request_id}/forward-questions", "ro_handler",
+        "POST",
+        f"/requests/{request_id}/forward-questions",
+        "ro_handler",
         json={"authority_id": str(world.authorities["ro_other"]), "question_ids": ["pq.sanctions.any"]},
-    )  # fmt: skip
+    )
     assert response.status_code == 201
     child = response.json()["id"]
     child_view = (await world.call("GET", f"/requests/{child}", "ro_other_handler")).json()
@@ -286,8 +310,12 @@ async def test_some_questions_are_forwarded_as_a_request_of_their_own(world):
 
 async def test_another_reply_date_is_proposed_and_the_requester_agrees_or_not(world):
     request_id = await world.sent_request()
-    proposed = await world.call("POST", f"/requests/{request_id}/reply-date/proposal", "ro_handler",
-                                json={"reply_date": "2026-05-15", "comment": "We need the archive."})  # fmt: skip
+    proposed = await world.call(
+        "POST",
+        f"/requests/{request_id}/reply-date/proposal",
+        "ro_handler",
+        json={"reply_date": "2026-05-15", "comment": "We need the archive."},
+    )
     assert proposed.json()["proposed_reply_date"] == "2026-05-15"
     blocked = await world.call("POST", f"/requests/{request_id}/accept", "ro_handler")
     assert blocked.json()["error"]["code"] == "reply_date_pending"
@@ -299,21 +327,31 @@ async def test_another_reply_date_is_proposed_and_the_requester_agrees_or_not(wo
 async def test_more_information_as_often_as_needed_then_refusal_referral_and_closure_rule_e4(world):
     request_id = await world.answered_request()
     for _ in range(2):
-        more = await world.call("POST", f"/requests/{request_id}/additional-information", "ie_handler",
-                                json={"comment": "Which university?"})  # fmt: skip
+        more = await world.call(
+            "POST",
+            f"/requests/{request_id}/additional-information",
+            "ie_handler",
+            json={"comment": "Which university?"},
+        )
         assert more.json()["state"] == "additional_information_requested"
         await world.call("POST", f"/requests/{request_id}/reply", "ro_handler", json={})
-    await world.call("POST", f"/requests/{request_id}/additional-information", "ie_handler",
-                     json={"comment": "And the transcript?"})  # fmt: skip
-    cannot = await world.call("POST", f"/requests/{request_id}/additional-information/refusal", "ro_handler",
-                              json={"comment": "We hold no transcripts."})  # fmt: skip
+    await world.call(
+        "POST", f"/requests/{request_id}/additional-information", "ie_handler", json={"comment": "And the transcript?"}
+    )
+    cannot = await world.call(
+        "POST",
+        f"/requests/{request_id}/additional-information/refusal",
+        "ro_handler",
+        json={"comment": "We hold no transcripts."},
+    )
     assert cannot.json()["state"] == "additional_information_refused"
     referred = await world.call("POST", f"/requests/{request_id}/referral", "ie_handler", json={})
     assert referred.json()["state"] == "referred"
     coordinators = {str(world.authorities["ro_coordinator"]), str(world.authorities["ie_coordinator"])}
     assert set(referred.json()["referral_coordinator_ids"]) == coordinators
-    assert (await world.call("POST", f"/requests/{request_id}/referral/opinion", "ro_handler",
-                             json={"comment": "x"})).status_code == 403  # fmt: skip
+    assert (
+        await world.call("POST", f"/requests/{request_id}/referral/opinion", "ro_handler", json={"comment": "x"})
+    ).status_code == 403
     await world.call("POST", f"/requests/{request_id}/referral/opinion", "ie_coord_user", json={"comment": "Fair."})
     assert await state_of(world, request_id) == "referred"
     again = await world.call("POST", f"/requests/{request_id}/referral/opinion", "ie_coord_user", json={"comment": "x"})
@@ -326,8 +364,9 @@ async def test_a_coordinator_that_does_not_take_part_in_referrals_is_not_referre
     async with exchange_world(Settings(data_dir=tmp_path), referral="no") as world:
         request_id = await world.answered_request()
         await world.call("POST", f"/requests/{request_id}/additional-information", "ie_handler", json={"comment": "?"})
-        await world.call("POST", f"/requests/{request_id}/additional-information/refusal", "ro_handler",
-                         json={"comment": "No."})  # fmt: skip
+        await world.call(
+            "POST", f"/requests/{request_id}/additional-information/refusal", "ro_handler", json={"comment": "No."}
+        )
         response = await world.call("POST", f"/requests/{request_id}/referral", "ie_handler", json={})
         assert response.status_code == 409
         assert response.json()["error"]["code"] == "no_referral_coordinators"
@@ -337,14 +376,17 @@ async def test_a_delegated_referral_is_answered_by_the_coordinators_referral_use
     async with exchange_world(Settings(data_dir=tmp_path), referral="delegated") as world:
         request_id = await world.answered_request()
         await world.call("POST", f"/requests/{request_id}/additional-information", "ie_handler", json={"comment": "?"})
-        await world.call("POST", f"/requests/{request_id}/additional-information/refusal", "ro_handler",
-                         json={"comment": "No."})  # fmt: skip
+        await world.call(
+            "POST", f"/requests/{request_id}/additional-information/refusal", "ro_handler", json={"comment": "No."}
+        )
         await world.call("POST", f"/requests/{request_id}/referral", "ie_handler", json={})
-        denied = await world.call("POST", f"/requests/{request_id}/referral/opinion", "ro_coord_user",
-                                  json={"comment": "x"})  # fmt: skip
+        denied = await world.call(
+            "POST", f"/requests/{request_id}/referral/opinion", "ro_coord_user", json={"comment": "x"}
+        )
         assert denied.status_code == 403
-        given = await world.call("POST", f"/requests/{request_id}/referral/opinion", "ro_referral_user",
-                                 json={"comment": "Opinion."})  # fmt: skip
+        given = await world.call(
+            "POST", f"/requests/{request_id}/referral/opinion", "ro_referral_user", json={"comment": "Opinion."}
+        )
         assert given.status_code == 200
 
 

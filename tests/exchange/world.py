@@ -10,7 +10,7 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -119,7 +119,7 @@ class ExchangeWorld:
                 )
             ]
             if kind != "competent_authority"
-            else [],  # fmt: skip
+            else [],
             updated_at=self.clock.now(),
         )
         self.authority_state[name] = state
@@ -211,9 +211,14 @@ class ExchangeWorld:
             "PUT",
             f"/requests/{request_id}/answers",
             who,
-            json={"answers": {"pq.identity.document_matches": "yes", "pq.diploma.authentic": "yes",
-                              "pq.sanctions.any": "no"}},
-        )  # fmt: skip
+            json={
+                "answers": {
+                    "pq.identity.document_matches": "yes",
+                    "pq.diploma.authentic": "yes",
+                    "pq.sanctions.any": "no",
+                }
+            },
+        )
         assert response.status_code == 200, response.text
 
 
@@ -237,22 +242,33 @@ async def exchange_world(settings: Settings, **options: Any) -> AsyncIterator[Ex
             yield world
 
 
-async def populate(world: ExchangeWorld, *, allocation: bool = False, approvals: bool = False,
-                   full_view: bool = False, referral: str = "yes") -> None:  # fmt: skip
+async def populate(
+    world: ExchangeWorld,
+    *,
+    allocation: bool = False,
+    approvals: bool = False,
+    full_view: bool = False,
+    referral: str = "yes",
+) -> None:
     coordinator = {"referral": referral, "approve_requests": approvals, "approve_replies": approvals}
     await world.add_authority("ro_coordinator", "RO", kind="national_coordinator", settings=coordinator)
     await world.add_authority("ie_coordinator", "IE", kind="national_coordinator", settings=coordinator)
     await world.add_authority("ro_national_college", "RO", coordinators=["ro_coordinator"])
     await world.add_authority(
-        "ro_college", "RO", coordinators=["ro_coordinator"], full_view=full_view, links=["ro_national_college"],
+        "ro_college",
+        "RO",
+        coordinators=["ro_coordinator"],
+        full_view=full_view,
+        links=["ro_national_college"],
         allocation=allocation,
-    )  # fmt: skip
+    )
     await world.add_authority("ro_other", "RO", coordinators=["ro_coordinator"])
     await world.add_authority("ie_council", "IE", coordinators=["ie_coordinator"])
     await world.add_authority("fi_board", "FI")
     await world.add_user("ie_handler", "ie_council", ["request_handler"], "en")
-    await world.add_user("ro_handler", "ro_college", ["request_handler", "allocator"] if allocation else
-                         ["request_handler"], "ro")  # fmt: skip
+    await world.add_user(
+        "ro_handler", "ro_college", ["request_handler", "allocator"] if allocation else ["request_handler"], "ro"
+    )
     await world.add_user("ro_handler2", "ro_college", ["request_handler"], "ro")
     await world.add_user("ro_allocator", "ro_college", ["allocator"], "ro")
     await world.add_user("ro_basic", "ro_college", [], "ro")

@@ -39,10 +39,15 @@ def _clean_env(**extra: str) -> dict[str, str]:
 
 async def test_imi_up_serves_four_ready_services_within_15_seconds_and_stops_on_ctrl_c(tmp_path):
     process = await asyncio.create_subprocess_exec(
-        *IMI, "up", "--data-dir", str(tmp_path / "data"),
-        cwd=ROOT, env=_clean_env(PYTHONPATH=str(ROOT)),
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-    )  # fmt: skip
+        *IMI,
+        "up",
+        "--data-dir",
+        str(tmp_path / "data"),
+        cwd=ROOT,
+        env=_clean_env(PYTHONPATH=str(ROOT)),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
     started = time.monotonic()
     try:
         async with httpx.AsyncClient(timeout=2) as client:

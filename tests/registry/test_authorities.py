@@ -113,8 +113,11 @@ async def test_the_user_name_goes_to_the_administrator_only_and_the_password_onl
 
     everything = json.dumps(await outbox_events(world))
     assert username not in everything  # never in any event, hence never in any e-mail
-    [issued] = [e for e in await outbox_events(world, "registry.user.temporary_password_issued.v1")
-                if e["data"]["user_id"] == user_id]  # fmt: skip
+    [issued] = [
+        e
+        for e in await outbox_events(world, "registry.user.temporary_password_issued.v1")
+        if e["data"]["user_id"] == user_id
+    ]
     password = unseal(world.registry.runtime.settings, issued["data"]["sealed_password"])
     assert password not in everything
     async with world.registry.runtime.sessions() as session:
@@ -381,8 +384,11 @@ async def test_passwords_are_reset_by_a_local_data_administrator_or_for_one_by_t
     # ... but not an ordinary user, nor does another country's coordinator.
     assert (await world.call("POST", f"/users/{handler}/password-reset", "ro_coordinator")).status_code == 403
     assert (await world.call("POST", f"/users/{lda}/password-reset", "ie_coordinator")).status_code == 403
-    resets = [e for e in await outbox_events(world, "registry.user.temporary_password_issued.v1")
-              if e["data"]["reason"] == "reset"]  # fmt: skip
+    resets = [
+        e
+        for e in await outbox_events(world, "registry.user.temporary_password_issued.v1")
+        if e["data"]["reason"] == "reset"
+    ]
     assert {e["data"]["user_id"] for e in resets} == {handler, lda}
 
 
@@ -411,8 +417,9 @@ async def test_events_carry_the_full_current_state_and_never_credentials(world):
         "college_first_user",
         json={"linked_authority_id": world.authorities["national_college"]},
     )
-    [*_, latest] = [e for e in await outbox_events(world, "registry.authority.updated.v1")
-                    if e["data"]["id"] == college_id]  # fmt: skip
+    [*_, latest] = [
+        e for e in await outbox_events(world, "registry.authority.updated.v1") if e["data"]["id"] == college_id
+    ]
     state = latest["data"]
     assert state["links"] == [world.authorities["national_college"]]
     assert state["areas"] == [PQ]
@@ -452,6 +459,9 @@ async def test_an_invited_authority_registers_itself_and_awaits_validation(world
     again = await world.registry.client.post("/registrations", json=body)
     assert again.status_code == 403
     assert again.json()["error"]["code"] == "invalid_invitation"
-    pending = [e for e in await outbox_events(world, "registry.authority.registered.v1")
-               if e["data"]["id"] == registered.json()["authority"]["id"]]  # fmt: skip
+    pending = [
+        e
+        for e in await outbox_events(world, "registry.authority.registered.v1")
+        if e["data"]["id"] == registered.json()["authority"]["id"]
+    ]
     assert pending[0]["data"]["registered_by"] == world.authorities["ro_coordinator"]

@@ -39,9 +39,11 @@ async def test_missing_and_outdated_translations_are_filled_in_by_machine_and_ma
     translator = HttpMachineTranslator("http://mt", api_key="k", client=client)
     college = world.authorities["college"]
     await world.call(
-        "PUT", f"/authorities/{college}/translations/en", "commission",
+        "PUT",
+        f"/authorities/{college}/translations/en",
+        "commission",
         json={"informal_name": "Regional college of physicians of Cluj"},
-    )  # fmt: skip
+    )
 
     assert await translate_pending(world.registry.runtime.messaging, translator, batch=100) >= 1
     shown = (await world.call("GET", f"/authorities/{college}?lang=fi", "ie_coordinator")).json()
