@@ -379,6 +379,7 @@ async def edit_draft(
         raise refused("only the requesting authority's request handlers edit the draft")
     if request.state != State.draft:
         raise wrong_state(request, "edit")
+    _refuse_purged_draft(request)
     qs = question_set_of(request)
     if responding_authority_id is not None:
         await _check_responder(uow, caller, request.area, responding_authority_id)
@@ -418,11 +419,19 @@ async def delete_draft(uow: UnitOfWork, caller: Caller, request: Request) -> Non
 # -- sending and approval (rules E1, E3) -----------------------------------------------------------------
 
 
+def _refuse_purged_draft(request: Request) -> None:
+    """A draft left unsent past its retention period lost its personal data (rule P2): it cannot be
+    completed and sent as if nothing happened; the requester writes a new one."""
+    if request.purged_at is not None:
+        raise ApiError(409, "draft_purged", "this draft's data were deleted after its retention period; start anew")
+
+
 async def send(uow: UnitOfWork, caller: Caller, request: Request) -> Request:
     if not is_requesting_handler(caller, request):
         raise refused("only the requesting authority's request handlers send its requests")
     if request.state != State.draft:
         raise wrong_state(request, "send")
+    _refuse_purged_draft(request)
     qs = question_set_of(request)
     if request.responding_authority_id is None:
         raise invalid("responding_authority_missing", "choose the responding authority", "responding_authority_id")
