@@ -4,6 +4,8 @@ from pathlib import Path
 
 from services.retention.handlers import handlers
 from services.retention.models import messaging, metadata
+from services.retention.routes import routers
+from services.retention.scheduler import purge_scheduler
 from shared.service import ServiceDefinition
 
 definition = ServiceDefinition(
@@ -14,4 +16,6 @@ definition = ServiceDefinition(
     tables=messaging,
     handlers=handlers,
     migrations=Path(__file__).parent / "migrations",
+    routers=routers,
+    background=[purge_scheduler],
 )

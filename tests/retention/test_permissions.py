@@ -1,0 +1,59 @@
+"""Endpoint x caller: every retention endpoint is for the Commission (it hosts the system and runs
+ops, rule A3). Without a token 401, a user without the authority role commission 403, "ops" 200."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from services.retention.routes import routers
+from tests.retention.conftest import OPS, USER, RetentionUnderTest
+
+REQUEST = uuid.UUID("5d1b1a35-3c57-4e5e-9a32-6f0b0c7d1e01")
+
+ENDPOINTS = [
+    f"/retention/requests/{REQUEST}",
+    "/retention/purges/upcoming?within=P30D",
+    "/retention/purges/overdue",
+    "/retention/report",
+    "/retention/report?format=csv",
+    "/retention/log/verify",
+    "/retention/log",
+]
+
+
+def test_the_table_covers_every_retention_route():
+    declared = {route.path for router in routers for route in router.routes}  # type: ignore[attr-defined]
+    covered = {path.split("?")[0].replace(str(REQUEST), "{request_id}") for path in ENDPOINTS}
+    assert declared == covered
+
+
+@pytest.mark.parametrize("path", ENDPOINTS)
+async def test_only_the_commission_may_read_retention_data(retention: RetentionUnderTest, path):
+    await retention.feed("closed", REQUEST, 3)
+
+    anonymous = await retention.client.get(path)
+    assert anonymous.status_code == 401
+    assert anonymous.json()["error"]["code"] == "not_authenticated"
+
+    forged = await retention.client.get(path, headers={"Authorization": "Bearer forged"})
+    assert forged.status_code == 401
+    assert forged.json()["error"]["code"] == "invalid_token"
+
+    user = await retention.client.get(path, headers=USER)
+    assert user.status_code == 403
+    assert user.json()["error"]["code"] == "forbidden"
+
+    assert (await retention.client.get(path, headers=OPS)).status_code == 200
+
+
+@pytest.mark.parametrize("within", ["30 days", "P", "-P1D", "P99999999Y", ""])
+async def test_a_bad_period_is_refused_naming_the_field(retention: RetentionUnderTest, within):
+    response = await retention.client.get("/retention/purges/upcoming", params={"within": within}, headers=OPS)
+    assert response.status_code == 422
+    assert response.json()["error"] == {
+        "code": "invalid_duration",
+        "message": response.json()["error"]["message"],
+        "field": "within",
+    }
