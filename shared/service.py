@@ -12,9 +12,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
+import isodate
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel, Field
 from sqlalchemy import MetaData, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -24,12 +26,12 @@ from shared.bus.topology import ServiceQueues
 from shared.bus.transport import Transport, create_transport
 from shared.clock import Clock, SystemClock
 from shared.database import create_engine, create_session_factory
-from shared.errors import ErrorBody, install_error_handlers
+from shared.errors import ApiError, ErrorBody, install_error_handlers
 from shared.events.envelope import Envelope
 from shared.logging import get_logger
 from shared.metrics import RequestContextMiddleware, ServiceMetrics
 from shared.outbox import Handlers, Messaging, MessagingTables, OutboxRelay, prune_messaging_tables, utcnow
-from shared.settings import Settings
+from shared.settings import Environment, Settings
 
 log = get_logger(__name__)
 
@@ -223,6 +225,32 @@ async def metrics(runtime: Runtime) -> Response:
     return Response(generate_latest(runtime.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
 
+class ClockTravel(BaseModel):
+    advance: str = Field(pattern=r"^P", max_length=40, description="an ISO 8601 duration, e.g. P6M1D")
+
+
+development_clock = APIRouter(tags=["development"])
+
+
+@development_clock.post("/_dev/clock", summary="Move this service's clock forward (never in production)")
+async def travel(body: ClockTravel, runtime: Runtime) -> dict[str, str]:
+    """For demonstrations and end-to-end tests across processes: deadlines that take months (rule
+    P2) are shown by moving the clock. Only mounted outside production, and only on a clock that
+    can travel."""
+    clock = runtime.clock
+    try:
+        delta = isodate.parse_duration(body.advance)
+    except (isodate.ISO8601Error, ValueError) as exc:
+        raise ApiError(
+            422, "invalid_duration", "advance is an ISO 8601 duration such as P6M1D", field="advance"
+        ) from exc
+    if not isinstance(clock, SystemClock):
+        raise ApiError(409, "clock_fixed", "this service's clock cannot travel")
+    now = clock.now()
+    clock.travel((now + delta) - now)
+    return {"now": clock.now().isoformat()}
+
+
 def create_service_app(
     definition: ServiceDefinition,
     settings: Settings,
@@ -255,6 +283,8 @@ def create_service_app(
     app.add_middleware(RequestContextMiddleware, metrics=runtime.metrics)
     install_error_handlers(app)
     app.include_router(health)
+    if settings.environment != Environment.production:
+        app.include_router(development_clock)
     for router in definition.routers:
         app.include_router(router)
     return app

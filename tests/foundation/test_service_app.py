@@ -190,3 +190,28 @@ async def _outbox_rows(runtime) -> int:  # type: ignore[no-untyped-def]
 
     async with runtime.sessions() as session:
         return int(await session.scalar(select(func.count()).select_from(tables.outbox)) or 0)
+
+
+async def test_outside_production_the_clock_travels_for_demonstrations(tmp_path):
+    from shared.clock import SystemClock
+
+    settings = embedded_settings(tmp_path)
+    await upgrade(load_definition("retention").migrations, settings.database_url("retention"))
+    clock = SystemClock()
+    app = create_app("retention", settings, clock=clock, transport=MemoryTransport(MemoryBroker()))
+    async with serving(app) as client:
+        before = clock.now()
+        moved = await client.post("/_dev/clock", json={"advance": "P6M1D"})
+        assert moved.status_code == 200
+        assert (clock.now() - before).days >= 181
+        assert (await client.post("/_dev/clock", json={"advance": "six months"})).status_code == 422
+
+
+def test_in_production_there_is_no_clock_to_move(tmp_path):
+    settings = Settings(
+        environment="production",
+        broker_url="amqp://guest:guest@127.0.0.1:5672/",
+        retention_database_url="postgresql+asyncpg://x@127.0.0.1/retention",
+    )
+    app = create_app("retention", settings)
+    assert "/_dev/clock" not in app.openapi()["paths"]
