@@ -13,39 +13,45 @@ from tests.retention.conftest import OPS, USER, RetentionUnderTest
 REQUEST = uuid.UUID("5d1b1a35-3c57-4e5e-9a32-6f0b0c7d1e01")
 
 ENDPOINTS = [
-    f"/retention/requests/{REQUEST}",
-    "/retention/purges/upcoming?within=P30D",
-    "/retention/purges/overdue",
-    "/retention/report",
-    "/retention/report?format=csv",
-    "/retention/log/verify",
-    "/retention/log",
+    ("GET", f"/retention/requests/{REQUEST}"),
+    ("GET", "/retention/purges/upcoming?within=P30D"),
+    ("GET", "/retention/purges/overdue"),
+    ("GET", "/retention/report"),
+    ("GET", "/retention/report?format=csv"),
+    ("GET", "/retention/log/verify"),
+    ("GET", "/retention/log"),
+    ("POST", "/retention/scheduler/run"),
 ]
 
 
 def test_the_table_covers_every_retention_route():
-    declared = {route.path for router in routers for route in router.routes}  # type: ignore[attr-defined]
-    covered = {path.split("?")[0].replace(str(REQUEST), "{request_id}") for path in ENDPOINTS}
+    declared = {
+        (method, route.path)
+        for router in routers
+        for route in router.routes
+        for method in route.methods  # type: ignore[attr-defined]
+    }
+    covered = {(method, path.split("?")[0].replace(str(REQUEST), "{request_id}")) for method, path in ENDPOINTS}
     assert declared == covered
 
 
-@pytest.mark.parametrize("path", ENDPOINTS)
-async def test_only_the_commission_may_read_retention_data(retention: RetentionUnderTest, path):
+@pytest.mark.parametrize(("method", "path"), ENDPOINTS)
+async def test_only_the_commission_may_read_retention_data(retention: RetentionUnderTest, method, path):
     await retention.feed("closed", REQUEST, 3)
 
-    anonymous = await retention.client.get(path)
+    anonymous = await retention.client.request(method, path)
     assert anonymous.status_code == 401
     assert anonymous.json()["error"]["code"] == "not_authenticated"
 
-    forged = await retention.client.get(path, headers={"Authorization": "Bearer forged"})
+    forged = await retention.client.request(method, path, headers={"Authorization": "Bearer forged"})
     assert forged.status_code == 401
     assert forged.json()["error"]["code"] == "invalid_token"
 
-    user = await retention.client.get(path, headers=USER)
+    user = await retention.client.request(method, path, headers=USER)
     assert user.status_code == 403
     assert user.json()["error"]["code"] == "forbidden"
 
-    assert (await retention.client.get(path, headers=OPS)).status_code == 200
+    assert (await retention.client.request(method, path, headers=OPS)).status_code == 200
 
 
 @pytest.mark.parametrize("within", ["30 days", "P", "-P1D", "P99999999Y", ""])

@@ -113,3 +113,15 @@ async def test_the_scheduler_runs_by_itself_as_a_background_task_rule_p2(tmp_pat
                 return all(row is not None for row in rows)
 
         await wait_until(published, message="the relay did not publish the purge order")
+
+
+async def test_ops_run_a_pass_now_over_the_api_rule_p2(retention: RetentionUnderTest):
+    request = uuid.uuid4()
+    await retention.feed("closed", request, 5, at=START)
+    retention.clock.travel(SIX_MONTHS_LATER + timedelta(hours=2) - START)
+    refused = await retention.client.post("/retention/scheduler/run")
+    assert refused.status_code == 401
+    response = await retention.client.post("/retention/scheduler/run", headers=OPS)
+    assert response.status_code == 200
+    assert response.json()["orders_issued"] == 1
+    assert (await retention.status(request))["status"] == "ordered"

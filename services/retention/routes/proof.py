@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
 from fastapi.responses import Response
+from pydantic import BaseModel
 
 from services.retention import purge_log
 from services.retention.report import build_report, report_csv, verification_out
 from services.retention.routes.common import COMMISSION_ONLY, ERRORS
+from services.retention.scheduler import run_pass
 from services.retention.schemas import LogEntryOut, ReportOut, VerificationOut
 from shared.service import Runtime
 
@@ -74,3 +77,20 @@ async def export_log(
         )
         for e in entries
     ]
+
+
+class PassOut(BaseModel):
+    settled: int
+    orders_issued: int
+    orders_resent: int
+    overdue_reported: int
+    pending: int
+    overdue: int
+
+
+@router.post("/scheduler/run", response_model=PassOut, summary="Run one scheduler pass now")
+async def run_scheduler(runtime: Runtime) -> PassOut:
+    """Ops: issue due purge orders, re-send unconfirmed ones and report overdue purges now, instead
+    of waiting for the next pass (rule P2)."""
+    result = await run_pass(runtime, runtime.clock.now())
+    return PassOut(**dataclasses.asdict(result))
