@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import typer
 from pydantic import ValidationError
@@ -222,13 +223,8 @@ def registry_bootstrap(
     """Create the Commission's helpdesk authority and national coordinators with their first users
     (rules A2, A3, S9). Prints the user names to hand over in person; temporary passwords go out by
     e-mail once the registry runs (rule S11). Running it again creates only what is missing."""
-    from services.launcher import migrate as run_migrations
-    from services.registry.bootstrap import CoordinatorSpec, bootstrap
-    from services.registry.models import messaging
-    from shared.clock import SystemClock
-    from shared.database import create_engine, create_session_factory
+    from services.registry.bootstrap import CoordinatorSpec, bootstrap_database
     from shared.errors import ApiError
-    from shared.outbox import Messaging
 
     specs = []
     for item in coordinator:
@@ -239,16 +235,8 @@ def registry_bootstrap(
         specs.append(CoordinatorSpec(parts[0].upper(), parts[1], parts[2] if len(parts) == 3 else None))
     settings = _settings()
 
-    async def main() -> list[object]:
-        await run_migrations(settings, ["registry"])
-        engine = create_engine(settings.database_url("registry"))
-        try:
-            # No relay here: the rows wait in the outbox for the running registry to publish them.
-            messaging_ = Messaging("registry", create_session_factory(engine), messaging, SystemClock())
-            async with messaging_.transaction() as uow:
-                return list(await bootstrap(uow, settings, commission_email=commission_email, coordinators=specs))
-        finally:
-            await engine.dispose()
+    async def main() -> list[Any]:
+        return list(await bootstrap_database(settings, commission_email=commission_email, coordinators=specs))
 
     try:
         created = _run(main)
@@ -256,6 +244,62 @@ def registry_bootstrap(
         typer.echo(f"error: {exc.code}: {exc.message} ({exc.field})", err=True)
         raise typer.Exit(2) from exc
     for entry in created:
-        typer.echo(f"{entry.country}  {entry.authority}  user name: {entry.username}")  # type: ignore[attr-defined]
+        typer.echo(f"{entry.country}  {entry.authority}  user name: {entry.username}")
     if not created:
         typer.echo("nothing to create: the helpdesk and these coordinators exist")
+
+
+@app.command()
+def demo(
+    registry_url: Annotated[str, typer.Option(help="The running registry")] = "http://127.0.0.1:8001",
+    exchange_url: Annotated[str, typer.Option(help="The running exchange")] = "http://127.0.0.1:8002",
+    notifier_url: Annotated[str, typer.Option(help="The running notifier")] = "http://127.0.0.1:8003",
+    retention_url: Annotated[str, typer.Option(help="The running retention service")] = "http://127.0.0.1:8004",
+    purge: Annotated[bool, typer.Option(help="Finish by moving the clocks six months and a day forward")] = True,
+) -> None:
+    """Against a running `imi up`: walk the guide from the coordinators' bootstrap to a closed
+    request, printing each step and the e-mails the local SMTP sink received; then six months
+    later, the personal data's purge. The data stay in place for exploring the APIs."""
+    import httpx
+
+    from services.journey import Endpoints, Journey, JourneyError, Maildir
+    from services.registry.bootstrap import CoordinatorSpec, bootstrap_database
+
+    settings = _settings()
+    endpoints = Endpoints(registry_url, exchange_url, notifier_url, retention_url)
+    for url in (registry_url, exchange_url, notifier_url, retention_url):
+        try:
+            ready = httpx.get(f"{url}/health/ready", timeout=5).status_code == 200
+        except httpx.HTTPError:
+            ready = False
+        if not ready:
+            typer.echo(f"error: nothing ready at {url}: start the system with `imi up` first", err=True)
+            raise typer.Exit(1)
+    maildir = Maildir((settings.data_dir / "mail").resolve())
+    seen = {str(m["Message-ID"]) for m in maildir.messages()}
+
+    async def bootstrap(coordinators: list[tuple[str, str]], commission_email: str) -> dict[str, str]:
+        specs = [CoordinatorSpec(country, email) for country, email in coordinators]
+        created = await bootstrap_database(settings, commission_email=commission_email, coordinators=specs)
+        return {entry.country: entry.username for entry in created}
+
+    async def main() -> None:
+        started = time.monotonic()
+        journey = Journey(endpoints, maildir, bootstrap, say=typer.echo)
+        result = await journey.run_all()
+        if purge:
+            await journey.six_months_later(result.request_id)
+        typer.echo("\nE-mails the local SMTP sink received during the demo:")
+        for message in maildir.messages():
+            if str(message["Message-ID"]) not in seen:
+                typer.echo(f"  to {message['To']}: {message['Subject']}")
+        typer.echo(
+            f"\nDone in {time.monotonic() - started:.0f} s. Request {result.reference} is in place: explore it with "
+            f"the APIs at {exchange_url}/docs (log in at {registry_url}/docs with the user names printed above)."
+        )
+
+    try:
+        _run(main)
+    except JourneyError as exc:
+        typer.echo(f"error: the demo stopped: {exc}", err=True)
+        raise typer.Exit(1) from exc

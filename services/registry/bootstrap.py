@@ -101,3 +101,26 @@ async def bootstrap(
         )
         created.append(Created(spec.country, authority.official_name, user.username))
     return created
+
+
+async def bootstrap_database(
+    settings: Settings, *, commission_email: str, coordinators: list[CoordinatorSpec]
+) -> list[Created]:
+    """:func:`bootstrap` on the registry's database, migrated first. The events wait in the outbox
+    until the running registry's relay publishes them (no broker connection is needed here)."""
+    from services.registry.app import definition
+    from services.registry.models import messaging
+    from shared.clock import SystemClock
+    from shared.database import create_engine, create_session_factory
+    from shared.migrations import upgrade
+    from shared.outbox import Messaging
+
+    url = settings.database_url("registry")
+    await upgrade(definition.migrations, url)
+    engine = create_engine(url)
+    try:
+        registry = Messaging("registry", create_session_factory(engine), messaging, SystemClock())
+        async with registry.transaction() as uow:
+            return await bootstrap(uow, settings, commission_email=commission_email, coordinators=coordinators)
+    finally:
+        await engine.dispose()
