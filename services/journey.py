@@ -1,0 +1,498 @@
+"""The guide, end to end, over the services' HTTP APIs: what ``imi demo`` shows a newcomer and what
+the end-to-end tests check (issue 7). National coordinators of Romania and Ireland are
+bootstrapped; a Romanian regional college of physicians is registered, validated and set up by its
+first user; an Irish request handler finds it in English and asks about a doctor; the request runs
+through allocation, answer, additional information, refusal and referral to its closure; six months
+and a day later its personal data are gone.
+
+Nothing here reaches into a database: everything goes through the APIs a front-end would use, and
+the e-mails the notifier sends (read from a Maildir the local SMTP sink writes).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import mailbox
+import re
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from email import message_from_bytes
+from email.message import EmailMessage
+from email.policy import default as default_policy
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+PQ = "professional_qualifications"
+PASSWORD_PATTERN = re.compile(r"\b([A-Za-z0-9]{15}[!#%+=?])\s*$", re.MULTILINE)
+SUBJECT_MARKER = "Ó Briain-Marker"  # the professional's family name: personal data to follow to its end
+
+
+class JourneyError(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    registry: str = "http://127.0.0.1:8001"
+    exchange: str = "http://127.0.0.1:8002"
+    notifier: str = "http://127.0.0.1:8003"
+    retention: str = "http://127.0.0.1:8004"
+
+
+class Maildir:
+    """The e-mails a local SMTP sink kept (aiosmtpd's Mailbox handler writes a Maildir)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def messages(self) -> list[EmailMessage]:
+        if not self.path.exists():
+            return []
+        box = mailbox.Maildir(self.path, factory=None, create=False)
+        found = []
+        for key in box.iterkeys():
+            found.append(message_from_bytes(box.get_bytes(key), policy=default_policy))  # type: ignore[arg-type]
+        return sorted(found, key=lambda m: str(m.get("Date", "")))  # type: ignore[arg-type]
+
+    async def wait_for(
+        self, to: str, *, matching: Callable[[EmailMessage], bool] = lambda _m: True, timeout: float = 60
+    ) -> EmailMessage:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for message in self.messages():
+                if to.lower() in str(message.get("To", "")).lower() and matching(message):
+                    return message
+            await asyncio.sleep(0.2)
+        raise JourneyError(f"no e-mail to {to} within {timeout} s")
+
+
+def text_of(message: EmailMessage) -> str:
+    part = message.get_body(preferencelist=("plain",))
+    return str(part.get_content()) if part is not None else ""
+
+
+@dataclass
+class Account:
+    """A user as the journey knows them: e-mail, user name (told in person), password and code."""
+
+    name: str
+    email: str
+    username: str = ""
+    user_id: str = ""
+    password: str = ""
+    security_code: str = field(default_factory=lambda: "".join(secrets.choice("0123456789") for _ in range(12)))
+    access_token: str = ""
+
+    @property
+    def auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.access_token}"}
+
+
+Say = Callable[[str], None]
+Bootstrap = Callable[[list[tuple[str, str]], str], Awaitable[dict[str, str]]]
+
+
+@dataclass
+class JourneyResult:
+    request_id: str
+    reference: str
+    accounts: dict[str, Account]
+    authorities: dict[str, str]
+    mails: dict[str, EmailMessage]
+
+
+class Journey:
+    def __init__(
+        self,
+        endpoints: Endpoints,
+        mail: Maildir,
+        bootstrap: Bootstrap,
+        *,
+        say: Say = print,
+        approvals: bool = False,
+        run_id: str | None = None,
+        timeout: float = 60,
+    ) -> None:
+        self.urls = endpoints
+        self.mail = mail
+        self.bootstrap = bootstrap
+        self.say = say
+        self.approvals = approvals
+        self.run = run_id or secrets.token_hex(3)
+        self.timeout = timeout
+        self.http = httpx.AsyncClient(timeout=30)
+        self.accounts: dict[str, Account] = {}
+        self.authorities: dict[str, str] = {}
+        self.mails: dict[str, EmailMessage] = {}
+
+    # -- plumbing ------------------------------------------------------------------------------------
+
+    def _email(self, local: str, domain: str) -> str:
+        return f"{local}.{self.run}@{domain}"
+
+    async def call(self, method: str, url: str, who: str | None = None, *, expect: int = 200, **kw: Any) -> Any:
+        headers = self.accounts[who].auth if who else {}
+        response = await self.http.request(method, url, headers=headers, **kw)
+        if response.status_code != expect:
+            raise JourneyError(f"{method} {url} as {who}: {response.status_code} {response.text}")
+        return response.json() if response.content and "json" in response.headers.get("content-type", "") else None
+
+    async def first_login(self, key: str) -> None:
+        """Rule S12: the temporary password from the e-mail (rule S11: no user name in it), then a new
+        password and a 12-digit security code."""
+        account = self.accounts[key]
+        message = await self.mail.wait_for(
+            account.email, matching=lambda m: bool(PASSWORD_PATTERN.search(text_of(m))), timeout=self.timeout
+        )
+        body = text_of(message)
+        if account.username in body or account.username in str(message["Subject"]):
+            raise JourneyError("a user name was e-mailed (rule S11)")
+        match = PASSWORD_PATTERN.search(body)
+        assert match is not None
+        self.mails[f"{key}:temporary_password"] = message
+        started = await self.call(
+            "POST", f"{self.urls.registry}/auth/login", json={"username": account.username, "password": match.group(1)}
+        )
+        if started["next"] != "setup":
+            raise JourneyError(f"a temporary password should lead to setup, not {started['next']}")
+        account.password = f"Pass-{secrets.token_hex(6)}-Xy9"
+        tokens = await self.call(
+            "POST",
+            f"{self.urls.registry}/auth/setup",
+            json={
+                "setup_token": started["setup_token"],
+                "new_password": account.password,
+                "security_code": account.security_code,
+            },
+        )
+        account.access_token = tokens["access_token"]
+        me = await self.call("GET", f"{self.urls.registry}/auth/me", key)
+        account.user_id = me["user_id"]
+
+    async def login(self, key: str) -> None:
+        """A later login: password, then three random positions of the security code (rule S12)."""
+        account = self.accounts[key]
+        started = await self.call(
+            "POST",
+            f"{self.urls.registry}/auth/login",
+            json={"username": account.username, "password": account.password},
+        )
+        digits = {str(p): account.security_code[p - 1] for p in started["positions"]}
+        tokens = await self.call(
+            "POST",
+            f"{self.urls.registry}/auth/login/code",
+            json={"challenge_id": started["challenge_id"], "digits": digits},
+        )
+        account.access_token = tokens["access_token"]
+
+    async def register_authority(self, who: str, key: str, body: dict[str, Any], first_user: Account) -> None:
+        created = await self.call("POST", f"{self.urls.registry}/authorities", who, expect=201, json=body)
+        self.authorities[key] = created["authority"]["id"]
+        first_user.username = created["first_user"]["username"]
+        first_user.user_id = created["first_user"]["id"]
+        await self.call("POST", f"{self.urls.registry}/authorities/{self.authorities[key]}/validate", who)
+
+    async def exchange_knows(self, *authority_keys: str) -> None:
+        """The exchange learns authorities from the registry's events; wait until it has them."""
+        deadline = time.monotonic() + self.timeout
+        for key in authority_keys:
+            while True:
+                probe = await self.http.post(
+                    f"{self.urls.exchange}/requests",
+                    headers=self.accounts["ie_handler"].auth,
+                    json={"area": PQ, "responding_authority_id": self.authorities[key], "question_ids": []},
+                )
+                if probe.status_code == 201:
+                    await self.call(
+                        "DELETE", f"{self.urls.exchange}/requests/{probe.json()['id']}", "ie_handler", expect=204
+                    )
+                    break
+                if time.monotonic() > deadline:
+                    raise JourneyError(f"the exchange never learnt about {key}: {probe.text}")
+                await asyncio.sleep(0.3)
+
+    # -- the journey ---------------------------------------------------------------------------------
+
+    async def run_all(self) -> JourneyResult:
+        try:
+            await self.set_up_romania_and_ireland()
+            await self.set_up_the_regional_college()
+            await self.set_up_the_irish_council()
+            request_id, reference = await self.exchange_a_request()
+            return JourneyResult(request_id, reference, self.accounts, self.authorities, self.mails)
+        finally:
+            await self.http.aclose()
+
+    async def set_up_romania_and_ireland(self) -> None:
+        say = self.say
+        ro, ie, ec = (
+            Account("Coordonator RO", self._email("coordonator", "imi-demo.ro")),
+            Account("Coordinator IE", self._email("coordinator", "imi-demo.ie")),
+            Account("Helpdesk", self._email("helpdesk", "imi-demo.eu")),
+        )
+        self.accounts.update(ro_coordinator=ro, ie_coordinator=ie, commission=ec)
+        say("1. The Commission bootstraps the national IMI coordinators of Romania and Ireland (rule A2).")
+        usernames = await self.bootstrap([("RO", ro.email), ("IE", ie.email)], ec.email)
+        for key, country in (("ro_coordinator", "RO"), ("ie_coordinator", "IE"), ("commission", "EU")):
+            self.accounts[key].username = usernames[country]
+        for key in ("ro_coordinator", "ie_coordinator", "commission"):
+            await self.first_login(key)
+            say(
+                f"   {self.accounts[key].name} received a temporary password by e-mail (no user name in it),"
+                " chose a password and a 12-digit security code."
+            )
+        me = await self.call("GET", f"{self.urls.registry}/auth/me", "ro_coordinator")
+        self.authorities["ro_coordinator"] = me["authority_id"]
+        self.authorities["ie_coordinator"] = (
+            await self.call("GET", f"{self.urls.registry}/auth/me", "ie_coordinator")
+        )["authority_id"]
+        if self.approvals:
+            say("   Both coordinators approve requests and replies of their authorities (rule S15).")
+            for key in ("ro_coordinator", "ie_coordinator"):
+                await self.call(
+                    "PUT",
+                    f"{self.urls.registry}/coordinators/{self.authorities[key]}/settings/{PQ}",
+                    key,
+                    json={"referral": "yes", "approve_requests": True, "approve_replies": True},
+                )
+
+    async def set_up_the_regional_college(self) -> None:
+        say = self.say
+        first = Account("Ana Pop", self._email("ana.pop", "cmcluj.imi-demo.ro"))
+        national_first = Account("Ion Marin", self._email("ion.marin", "cmr.imi-demo.ro"))
+        self.accounts.update(college_first=first, national_first=national_first)
+        say("2. The Romanian coordinator registers the regional college of physicians and validates it.")
+        await self.register_authority("ro_coordinator", "college", college_body(
+            f"Colegiul Medicilor Cluj {self.run}", first, self._email("office", "cmcluj.imi-demo.ro"), level="regional",
+            region="Cluj"), first)  # fmt: skip
+        await self.register_authority("ro_coordinator", "national_college", college_body(
+            f"Colegiul Medicilor din România {self.run}", national_first,
+            self._email("office", "cmr.imi-demo.ro"), level="national", region=None), national_first)  # fmt: skip
+        await self.first_login("college_first")
+        say(f"   {first.name}, its first user, logs in with the temporary password from her e-mail.")
+        college = self.authorities["college"]
+        updated = await self.call("PATCH", f"{self.urls.registry}/authorities/{college}", "college_first", json={
+            "informal_name": "Colegiul regional al medicilor din Cluj – recunoașterea calificărilor medicilor",
+            "profile": "Autoritate competentă pentru recunoașterea calificărilor profesionale ale medicilor din Cluj.",
+            "significant": True, "languages": ["ro", "en", "fr"], "phone": "+40 264 000 111",
+            "website": "https://cmcluj.imi-demo.ro",
+            "keywords": {"economic_activities": ["Q"], "policy_areas": ["public_health"],
+                         "areas": {PQ: ["doctor_of_medicine", "specialised_doctor"]}},
+        })  # fmt: skip
+        flagged = [t["status"] for t in updated["translations"]]
+        say(
+            f"   She edits the informal name and profile (translations flagged for renewal: {flagged or 'none yet'}),"
+            " languages, contacts and keywords (rules S1–S3)."
+        )
+        await self.call(
+            "POST",
+            f"{self.urls.registry}/authorities/{college}/links",
+            "college_first",
+            json={"linked_authority_id": self.authorities["national_college"]},
+        )
+        say("   She links the national college, which will see an overview of the college's requests (rule S4).")
+        for key, name, local, roles in (
+            ("ro_handler", "Mihai Ionescu", "mihai.ionescu", [{"role": "request_handler", "area": PQ}]),
+            ("ro_allocator", "Elena Popa", "elena.popa", [{"role": "allocator", "area": PQ}]),
+        ):
+            account = Account(name, self._email(local, "cmcluj.imi-demo.ro"))
+            created = await self.call("POST", f"{self.urls.registry}/authorities/{college}/users", "college_first",
+                                      expect=201, json={"name": name, "email": account.email, "language": "ro",
+                                                        "roles": roles})  # fmt: skip
+            account.username, account.user_id = created["username"], created["id"]
+            self.accounts[key] = account
+            await self.first_login(key)
+        say("   She registers two colleagues with roles for professional qualifications (rule S9) …")
+        await self.call(
+            "PATCH", f"{self.urls.registry}/authorities/{college}", "college_first", json={"allocation_enabled": True}
+        )
+        say("   … and turns allocation on, with Elena Popa as allocator (rule S8).")
+
+    async def set_up_the_irish_council(self) -> None:
+        handler = Account("Aoife Byrne", self._email("aoife.byrne", "medicalcouncil.imi-demo.ie"))
+        self.accounts["ie_handler"] = handler
+        self.say("3. The Irish coordinator registers the Medical Council; its first user logs in.")
+        await self.register_authority("ie_coordinator", "ie_council", {
+            "country": "IE", "level": "national", "official_name": f"Medical Council {self.run}", "language": "en",
+            "informal_name": "Medical Council of Ireland – registration of doctors",
+            "emails": [self._email("office", "medicalcouncil.imi-demo.ie")], "languages": ["en"], "areas": [PQ],
+            "keywords": {"areas": {PQ: ["doctor_of_medicine"]}},
+            "first_user": {"name": handler.name, "email": handler.email, "language": "en"},
+        }, handler)  # fmt: skip
+        await self.first_login("ie_handler")
+
+    async def exchange_a_request(self) -> tuple[str, str]:
+        say, urls = self.say, self.urls
+        say("4. Aoife Byrne searches the directory in English for the Romanian counterpart.")
+        found = await self._search("doctor medicine", "RO")
+        say(f"   Found: {found['official_name']} ({found['informal_name']}).")
+        await self.exchange_knows("college", "ie_council")
+        say("5. She writes a professional-qualifications request in English, with the doctor's personal data.")
+        created = await self.call("POST", f"{urls.exchange}/requests", "ie_handler", expect=201, json={
+            "area": PQ, "responding_authority_id": self.authorities["college"],
+            "question_ids": ["pq.identity.document_matches", "pq.diploma.authentic", "pq.sanctions.any"],
+            "subject": {"family_name": SUBJECT_MARKER, "given_names": "Siobhán", "date_of_birth": "1984-02-29",
+                        "profession": "doctor of medicine"},
+            "reply_date": "2099-12-31", "comment": "Dr Ó Briain applied for registration in Ireland.",
+        })  # fmt: skip
+        request_id, reference = created["id"], created["reference"]
+        sent = await self.call("POST", f"{urls.exchange}/requests/{request_id}/send", "ie_handler")
+        if self.approvals:
+            say(f"   {reference} awaits the Irish coordinator's approval (rule E3) …")
+            if sent["state"] != "awaiting_request_approval":
+                raise JourneyError(f"expected approval first, got {sent['state']}")
+            await self.call("POST", f"{urls.exchange}/requests/{request_id}/approve", "ie_coordinator")
+            say("   … which approves it.")
+        say(f"   {reference} is on its way to the college.")
+        alert = await self.mail.wait_for(
+            self.accounts["ro_allocator"].email, matching=lambda m: reference in str(m["Subject"]), timeout=self.timeout
+        )
+        self.mails["allocator:request_received"] = alert
+        say(f"6. Elena Popa, the allocator, is alerted in Romanian: “{alert['Subject']}”")
+        await self.call(
+            "POST",
+            f"{urls.exchange}/requests/{request_id}/allocate",
+            "ro_allocator",
+            json={"user_id": self.accounts["ro_handler"].user_id},
+        )
+        say("   She allocates it to Mihai Ionescu (rule E2), who accepts it and answers in Romanian.")
+        await self.call("POST", f"{urls.exchange}/requests/{request_id}/accept", "ro_handler")
+        view = await self.call("GET", f"{urls.exchange}/requests/{request_id}", "ro_handler")
+        say(f"   He reads the first question in Romanian: “{view['questions'][0]['text']}”")
+        await self.call(
+            "PUT",
+            f"{urls.exchange}/requests/{request_id}/answers",
+            "ro_handler",
+            json={
+                "answers": {
+                    "pq.identity.document_matches": "yes",
+                    "pq.diploma.authentic": "yes",
+                    "pq.sanctions.any": "no",
+                }
+            },
+        )
+        replied = await self.call(
+            "POST",
+            f"{urls.exchange}/requests/{request_id}/reply",
+            "ro_handler",
+            json={"comment": "Diploma autentică, fără sancțiuni."},
+        )
+        if self.approvals:
+            if replied["state"] != "awaiting_reply_approval":
+                raise JourneyError(f"expected reply approval, got {replied['state']}")
+            await self.call("POST", f"{urls.exchange}/requests/{request_id}/reply/approve", "ro_coordinator")
+            say("   The Romanian coordinator approves the reply (rule E3).")
+        answered = await self.call("GET", f"{urls.exchange}/requests/{request_id}", "ie_handler")
+        say(
+            f"7. Aoife Byrne reads the answer in English: “{answered['questions'][1]['text']}” → "
+            f"{answered['questions'][1]['answer_label']}"
+        )
+        await self.call(
+            "POST",
+            f"{urls.exchange}/requests/{request_id}/additional-information",
+            "ie_handler",
+            json={"comment": "Could you send the transcript of the diploma?"},
+        )
+        say("   She asks for more information (rule E4); the college states it cannot give more.")
+        await self.call(
+            "POST",
+            f"{urls.exchange}/requests/{request_id}/additional-information/refusal",
+            "ro_handler",
+            json={"comment": "Nu deținem foaia matricolă."},
+        )
+        referred = await self.call("POST", f"{urls.exchange}/requests/{request_id}/referral", "ie_handler", json={})
+        say(f"   She asks for referral: {len(referred['referral_coordinator_ids'])} coordinators step in.")
+        for key in ("ie_coordinator", "ro_coordinator"):
+            await self.call(
+                "POST",
+                f"{urls.exchange}/requests/{request_id}/referral/opinion",
+                key,
+                json={"comment": "The answer given is sufficient."},
+            )
+        closed = await self.call("GET", f"{urls.exchange}/requests/{request_id}", "ie_handler")
+        if closed["state"] != "closed":
+            raise JourneyError(f"the request should be closed, it is {closed['state']}")
+        say("   Both coordinators give their opinion and the request closes.")
+        for key in ("national_first", "ro_coordinator"):
+            await self.login_if_needed(key)
+            seen = await self.http.get(f"{urls.exchange}/requests/{request_id}", headers=self.accounts[key].auth)
+            if SUBJECT_MARKER in seen.text:
+                raise JourneyError(f"{key} saw personal data (rule P4)")
+        say("8. The linked national college and the coordinators see the request, without personal data (rule P4).")
+        return request_id, reference
+
+    async def login_if_needed(self, key: str) -> None:
+        account = self.accounts[key]
+        if account.access_token:
+            return
+        if not account.password:
+            await self.first_login(key)
+        else:
+            await self.login(key)
+
+    async def _search(self, text: str, country: str) -> dict[str, Any]:
+        deadline = time.monotonic() + self.timeout
+        while True:
+            page = await self.call(
+                "GET",
+                f"{self.urls.registry}/directory/authorities",
+                "ie_handler",
+                params={"q": text, "country": country, "lang": "en"},
+            )
+            for item in page["items"]:
+                if item["id"] == self.authorities["college"]:
+                    return dict(item)
+            if time.monotonic() > deadline:
+                raise JourneyError(f"the directory did not find the college for {text!r}: {page}")
+            await asyncio.sleep(0.3)
+
+    async def six_months_later(self, request_id: str) -> dict[str, Any]:
+        """Rule P2: six months and a day after closure the personal data are gone; the purge log holds."""
+        say = self.say
+        say("9. Six months and a day pass (every service's clock moves forward).")
+        self.http = httpx.AsyncClient(timeout=30)
+        try:
+            for url in (self.urls.registry, self.urls.exchange, self.urls.notifier, self.urls.retention):
+                await self.call("POST", f"{url}/_dev/clock", json={"advance": "P6M1D"})
+            for key in ("ie_handler", "commission"):
+                await self.login(key)
+            await self.call("POST", f"{self.urls.retention}/retention/scheduler/run", "commission")
+            deadline = time.monotonic() + self.timeout
+            while True:
+                status = await self.call("GET", f"{self.urls.retention}/retention/requests/{request_id}", "commission")
+                if status["status"] == "purged":
+                    break
+                if time.monotonic() > deadline:
+                    raise JourneyError(f"the purge was not confirmed: {status}")
+                await asyncio.sleep(0.3)
+            view = await self.call("GET", f"{self.urls.exchange}/requests/{request_id}", "ie_handler")
+            verified = await self.call("GET", f"{self.urls.retention}/retention/log/verify", "commission")
+            say(
+                f"   Retention ordered the purge; the exchange deleted the personal data "
+                f"(subject now {view['subject']}, messages {view['messages']}); the purge log verifies: "
+                f"{verified['intact']}."
+            )
+            return {"status": status, "view": view, "verification": verified}
+        finally:
+            await self.http.aclose()
+
+
+def college_body(name: str, first: Account, office: str, *, level: str, region: str | None) -> dict[str, Any]:
+    return {
+        "country": "RO",
+        "level": level,
+        "region": region,
+        "official_name": name,
+        "language": "ro",
+        "informal_name": "Colegiul medicilor",
+        "profile": "Recunoașterea calificărilor profesionale ale medicilor.",
+        "emails": [office],
+        "languages": ["ro"],
+        "areas": [PQ],
+        "keywords": {"areas": {PQ: ["doctor_of_medicine"]}},
+        "first_user": {"name": first.name, "email": first.email, "language": "ro"},
+    }
