@@ -202,6 +202,31 @@ def events_catalogue(
     typer.echo(f"wrote {output}")
 
 
+@app.command("openapi")
+def openapi_documents(
+    output: Annotated[Path, typer.Option(help="Folder for <service>.openapi.json")] = Path("docs/api"),
+    check: Annotated[bool, typer.Option(help="Fail if a file is not up to date instead of writing it")] = False,
+) -> None:
+    """Write each service's OpenAPI document (routes, schemas, error bodies) for front-end teams."""
+    from services import create_app
+
+    stale = []
+    for service in SERVICES:
+        document = create_app(service, Settings(environment="development")).openapi()
+        rendered = json.dumps(document, indent=2, ensure_ascii=False, sort_keys=True) + "\n"
+        target = output / f"{service}.openapi.json"
+        if check:
+            if not target.exists() or target.read_text() != rendered:
+                stale.append(str(target))
+            continue
+        output.mkdir(parents=True, exist_ok=True)
+        target.write_text(rendered)
+        typer.echo(f"wrote {target}")
+    if stale:
+        typer.echo(f"stale: {', '.join(stale)}: run `imi openapi`", err=True)
+        raise typer.Exit(1)
+
+
 @keys.command("generate")
 def keys_generate() -> None:
     """Print a fresh signing key and sealing key pair as environment variables (keep them secret)."""

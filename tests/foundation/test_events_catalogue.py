@@ -83,3 +83,8 @@ def test_the_catalogue_names_who_sends_and_who_receives_each_event():
     message = document["components"]["messages"]["retention_thing_done_v1"]
     assert message["summary"] == "a thing was done"
     assert document["components"]["schemas"]["Thing"]["required"] == ["name"]
+
+
+def test_the_committed_openapi_documents_are_up_to_date():
+    result = CliRunner().invoke(app, ["openapi", "--check", "--output", str(CATALOGUE.parents[1] / "api")])
+    assert result.exit_code == 0, result.output
