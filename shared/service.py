@@ -28,6 +28,7 @@ from shared.clock import Clock, SystemClock
 from shared.database import create_engine, create_session_factory
 from shared.errors import ApiError, ErrorBody, install_error_handlers
 from shared.events.envelope import Envelope
+from shared.limits import RequestLimitsMiddleware
 from shared.logging import get_logger
 from shared.metrics import RequestContextMiddleware, ServiceMetrics
 from shared.outbox import Handlers, Messaging, MessagingTables, OutboxRelay, prune_messaging_tables, utcnow
@@ -280,6 +281,7 @@ def create_service_app(
         },
     )
     app.state.runtime = runtime
+    app.add_middleware(RequestLimitsMiddleware, max_upload=settings.attachment_max_bytes)
     app.add_middleware(RequestContextMiddleware, metrics=runtime.metrics)
     install_error_handlers(app)
     app.include_router(health)

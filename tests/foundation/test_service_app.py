@@ -215,3 +215,25 @@ def test_in_production_there_is_no_clock_to_move(tmp_path):
     )
     app = create_app("retention", settings)
     assert "/_dev/clock" not in app.openapi()["paths"]
+
+
+async def test_an_oversized_body_or_address_gets_a_clear_4xx_and_changes_nothing(probe_service):
+    client, runtime = probe_service
+    huge = await client.post(
+        "/probes",
+        content=b'{"value": "' + b"x" * (2 * 1024 * 1024) + b'"}',
+        headers={"content-type": "application/json"},
+    )
+    assert huge.status_code == 413
+    assert huge.json()["error"]["code"] == "request_too_large"
+
+    async def chunks():  # no Content-Length: counted as it arrives
+        for _ in range(40):
+            yield b"x" * 65536
+
+    streamed = await client.post("/probes", content=chunks(), headers={"content-type": "application/json"})
+    assert streamed.status_code == 413
+    long_url = await client.get("/health/live?q=" + "a" * 9000)
+    assert long_url.status_code == 414
+    assert long_url.json()["error"]["code"] == "uri_too_long"
+    assert await _outbox_rows(runtime) == 0
