@@ -125,11 +125,16 @@ async def test_anyone_else_learns_nothing_not_even_that_the_request_exists(world
 async def test_attachments_have_size_and_type_limits_and_only_the_parties_read_them(world, tmp_path):
     request_id = await world.accepted_request()
     url = f"/requests/{request_id}/attachments"
-    too_big = await world.call(
-        "POST", url, "ro_handler", files={"file": ("big.pdf", PDF + b"0" * (11 * 2**20), "application/pdf")}
-    )
+    limit = world.runtime.settings.attachment_max_bytes
+    just_over = PDF + b"0" * (limit + 1 - len(PDF))
+    too_big = await world.call("POST", url, "ro_handler", files={"file": ("big.pdf", just_over, "application/pdf")})
     assert too_big.status_code == 413
     assert too_big.json()["error"]["code"] == "attachment_too_large"
+    huge = await world.call(
+        "POST", url, "ro_handler", files={"file": ("huge.pdf", PDF + b"0" * 2 * limit, "application/pdf")}
+    )
+    assert huge.status_code == 413
+    assert huge.json()["error"]["code"] == "request_too_large"
     script = await world.call(
         "POST", url, "ro_handler", files={"file": ("x.pdf", b"#!/bin/sh\nrm -rf /\n", "application/pdf")}
     )
