@@ -5,12 +5,18 @@ Authorities, coordinators, users and roles, login, and the multilingual director
 
 from pathlib import Path
 
+from services.registry.directory import on_authority_changed
 from services.registry.handlers import handlers
 from services.registry.models import messaging, metadata
 from services.registry.routes import routers
+from services.registry.state import authority_listeners
 from services.registry.tokens import LocalTokenVerifier
 from services.registry.translation import machine_translation_task
 from shared.service import ServiceDefinition
+
+# Every change to an authority updates its directory document in the same transaction.
+if on_authority_changed not in authority_listeners:
+    authority_listeners.append(on_authority_changed)
 
 definition = ServiceDefinition(
     name="registry",
