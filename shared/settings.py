@@ -75,6 +75,7 @@ class Settings(BaseSettings):
     public_url: str = "http://127.0.0.1:8001"
 
     signing_key: str | None = None
+    additional_signing_public_keys: str | None = None
     sealing_public_key: str | None = None
     sealing_private_key: str | None = None
     security_code_key: str | None = None
@@ -160,6 +161,7 @@ class Settings(BaseSettings):
         "machine_translation_url",
         "machine_translation_api_key",
         "signing_key",
+        "additional_signing_public_keys",
         "sealing_public_key",
         "sealing_private_key",
         "security_code_key",

@@ -958,13 +958,15 @@ async def mark_overdue(uow: UnitOfWork, today: date) -> int:
     """Requests past their reply date without an answer: one event each, for reminders."""
     due = (
         await uow.session.scalars(
-            select(Request).where(
+            select(Request)
+            .where(
                 Request.state.in_(
                     [State.awaiting_acceptance, State.in_progress, State.additional_information_requested]
                 ),
                 Request.reply_date < today,
                 Request.overdue_notified_at.is_(None),
             )
+            .with_for_update(skip_locked=True)  # replicas never announce the same request twice
         )
     ).all()
     for request in due:

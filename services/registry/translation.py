@@ -54,7 +54,10 @@ async def translate_pending(messaging: Messaging, translator: MachineTranslator,
         if done >= batch:
             break
         async with messaging.transaction() as uow:
-            authority = await uow.session.get(Authority, authority_id)
+            # Replicas each run this task: a row another one holds is left to it.
+            authority = await uow.session.scalar(
+                select(Authority).where(Authority.id == authority_id).with_for_update(skip_locked=True)
+            )
             if authority is None:
                 continue
             languages = _needs_machine(authority)
