@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import base64
 import secrets
+from collections.abc import Callable
 from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 
-from shared.settings import Settings, require_secret
+from shared.settings import Settings, UnsafeConfiguration, require_secret
 
 
 def _private_pem(key: Ed25519PrivateKey | X25519PrivateKey) -> str:
@@ -50,6 +51,21 @@ def _development_keys(data_dir: Path) -> dict[str, str]:
             path.write_text(value)
             path.chmod(0o600)
     return {name: (folder / f"{name.lower()}.pem").read_text() for name in generated}
+
+
+def checked(*loaders: Callable[[Settings], object]) -> Callable[[Settings], None]:
+    """A configuration check that loads each key once, turning a broken one into a clear refusal."""
+
+    def check(settings: Settings) -> None:
+        for load in loaders:
+            try:
+                load(settings)
+            except UnsafeConfiguration:
+                raise
+            except (ValueError, TypeError) as exc:
+                raise UnsafeConfiguration(f"{load.__name__.replace('_', ' ')} is not usable: {exc}") from exc
+
+    return check
 
 
 def key_pem(settings: Settings, setting: str) -> str:

@@ -55,6 +55,8 @@ class ServiceDefinition:
     background: Sequence[BackgroundTask] = ()
     # How the service checks access tokens; by default against the registry's JWKS over HTTP.
     verifier_factory: Callable[[Settings, Clock], TokenVerifier] | None = None
+    # Checks run when the service is built, so a missing or broken key stops it at start, not at first use.
+    configuration_checks: Sequence[Callable[[Settings], object]] = ()
     version: str = "0.1.0"
 
 
@@ -74,6 +76,8 @@ class ServiceRuntime:
         self.definition = definition
         self.name = definition.name
         self.settings = settings
+        for check in definition.configuration_checks:
+            check(settings)
         self.clock: Clock = clock or SystemClock()
         self.engine = engine or create_engine(settings.database_url(self.name), pool_size=settings.database_pool_size)
         self.sessions: async_sessionmaker[AsyncSession] = create_session_factory(self.engine)

@@ -12,6 +12,7 @@ from services.registry.routes import routers
 from services.registry.state import authority_listeners
 from services.registry.tokens import LocalTokenVerifier
 from services.registry.translation import machine_translation_task
+from shared.keys import checked, sealing_public_key, security_code_key, signing_key
 from shared.service import ServiceDefinition
 
 # Every change to an authority updates its directory document in the same transaction.
@@ -32,4 +33,5 @@ definition = ServiceDefinition(
     routers=routers,
     background=[machine_translation_task],
     verifier_factory=LocalTokenVerifier,
+    configuration_checks=[checked(signing_key, sealing_public_key, security_code_key)],
 )

@@ -90,3 +90,15 @@ def test_empty_optional_variables_mean_unset(monkeypatch):
     settings = Settings()
     assert settings.smtp_username is None
     assert settings.database_url("registry").startswith("sqlite")
+
+
+def test_a_broken_key_stops_the_registry_at_start_not_at_first_login(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from services.cli import app
+
+    monkeypatch.setenv("IMI_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("IMI_SIGNING_KEY", "-----BEGIN PRIVATE KEY-----\\nbroken\\n-----END PRIVATE KEY-----")
+    result = CliRunner().invoke(app, ["serve", "registry"])
+    assert result.exit_code == 2
+    assert "signing key is not usable" in result.output
