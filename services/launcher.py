@@ -74,7 +74,7 @@ async def run(services: Sequence[str], settings: Settings, *, run_migrations: bo
             server.should_exit = True
 
     for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError):
+        with contextlib.suppress(RuntimeError):  # not the main thread: the caller handles signals
             loop.add_signal_handler(sig, shut_down)
 
     for service, port, _ in servers:

@@ -35,7 +35,9 @@ def free_port() -> int:
 
 
 @asynccontextmanager
-async def system(tmp_path: Path, rabbitmq, postgres, namespace: str) -> AsyncIterator[tuple[Endpoints, Maildir, Settings]]:  # type: ignore[no-untyped-def]
+async def system(
+    tmp_path: Path, rabbitmq, postgres, namespace: str
+) -> AsyncIterator[tuple[Endpoints, Maildir, Settings]]:  # type: ignore[no-untyped-def]
     maildir = tmp_path / "mail"
     smtp = Controller(Mailbox(maildir), hostname="127.0.0.1", port=free_port())
     smtp.start()
@@ -61,9 +63,17 @@ async def system(tmp_path: Path, rabbitmq, postgres, namespace: str) -> AsyncIte
         logs[service] = open(tmp_path / f"{service}.log", "wb")  # noqa: SIM115
         processes.append(
             await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "services", "serve", service, "--migrate", cwd=ROOT,
-                env={**env, "IMI_HTTP_PORT": str(ports[service])}, stdout=logs[service], stderr=asyncio.subprocess.STDOUT,
-            )  # fmt: skip
+                sys.executable,
+                "-m",
+                "services",
+                "serve",
+                service,
+                "--migrate",
+                cwd=ROOT,
+                env={**env, "IMI_HTTP_PORT": str(ports[service])},
+                stdout=logs[service],
+                stderr=asyncio.subprocess.STDOUT,
+            )
         )
     endpoints = Endpoints(*(f"http://127.0.0.1:{ports[s]}" for s in SERVICES))
     settings = Settings(data_dir=tmp_path / "data", registry_database_url=databases["registry"])
