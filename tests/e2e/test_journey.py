@@ -12,6 +12,7 @@ import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import BinaryIO
 
 import asyncpg
 import httpx
@@ -26,6 +27,10 @@ from tests.conftest import _asyncpg_dsn
 from tests.support import delete_namespace, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
+
+
+def log_file(path: Path) -> BinaryIO:
+    return path.open("wb")
 
 
 def free_port() -> int:
@@ -60,7 +65,7 @@ async def system(
     logs = {}
     processes = []
     for service in SERVICES:
-        logs[service] = open(tmp_path / f"{service}.log", "wb")  # noqa: SIM115
+        logs[service] = log_file(tmp_path / f"{service}.log")
         processes.append(
             await asyncio.create_subprocess_exec(
                 sys.executable,
