@@ -196,24 +196,21 @@ class Journey:
         first_user.user_id = created["first_user"]["id"]
         await self.call("POST", f"{self.urls.registry}/authorities/{self.authorities[key]}/validate", who)
 
-    async def exchange_knows(self, *authority_keys: str) -> None:
-        """The exchange learns authorities from the registry's events; wait until it has them."""
+    async def exchange_knows(self, authority_key: str, *, asked_by: str) -> None:
+        """The exchange learns authorities from the registry's events; wait until it has this one
+        (a draft addressed to it is accepted only then), and leave nothing behind."""
         deadline = time.monotonic() + self.timeout
-        for key in authority_keys:
-            while True:
-                probe = await self.http.post(
-                    f"{self.urls.exchange}/requests",
-                    headers=self.accounts["ie_handler"].auth,
-                    json={"area": PQ, "responding_authority_id": self.authorities[key], "question_ids": []},
-                )
-                if probe.status_code == 201:
-                    await self.call(
-                        "DELETE", f"{self.urls.exchange}/requests/{probe.json()['id']}", "ie_handler", expect=204
-                    )
-                    break
-                if time.monotonic() > deadline:
-                    raise JourneyError(f"the exchange never learnt about {key}: {probe.text}")
-                await asyncio.sleep(0.3)
+        while True:
+            probe = await self.http.post(
+                f"{self.urls.exchange}/requests", headers=self.accounts[asked_by].auth,
+                json={"area": PQ, "responding_authority_id": self.authorities[authority_key], "question_ids": []},
+            )
+            if probe.status_code == 201:
+                await self.call("DELETE", f"{self.urls.exchange}/requests/{probe.json()['id']}", asked_by, expect=204)
+                return
+            if time.monotonic() > deadline:
+                raise JourneyError(f"the exchange never learnt about {authority_key}: {probe.text}")
+            await asyncio.sleep(0.3)
 
     # -- the journey ---------------------------------------------------------------------------------
 
@@ -268,10 +265,10 @@ class Journey:
         say("2. The Romanian coordinator registers the regional college of physicians and validates it.")
         await self.register_authority("ro_coordinator", "college", college_body(
             f"Colegiul Medicilor Cluj {self.run}", first, self._email("office", "cmcluj.imi-demo.ro"), level="regional",
-            region="Cluj"), first)  # fmt: skip
+            region="Cluj"), first)
         await self.register_authority("ro_coordinator", "national_college", college_body(
             f"Colegiul Medicilor din România {self.run}", national_first,
-            self._email("office", "cmr.imi-demo.ro"), level="national", region=None), national_first)  # fmt: skip
+            self._email("office", "cmr.imi-demo.ro"), level="national", region=None), national_first)
         await self.first_login("college_first")
         say(f"   {first.name}, its first user, logs in with the temporary password from her e-mail.")
         college = self.authorities["college"]
@@ -282,7 +279,7 @@ class Journey:
             "website": "https://cmcluj.imi-demo.ro",
             "keywords": {"economic_activities": ["Q"], "policy_areas": ["public_health"],
                          "areas": {PQ: ["doctor_of_medicine", "specialised_doctor"]}},
-        })  # fmt: skip
+        })
         flagged = [t["status"] for t in updated["translations"]]
         say(
             f"   She edits the informal name and profile (translations flagged for renewal: {flagged or 'none yet'}),"
@@ -302,7 +299,7 @@ class Journey:
             account = Account(name, self._email(local, "cmcluj.imi-demo.ro"))
             created = await self.call("POST", f"{self.urls.registry}/authorities/{college}/users", "college_first",
                                       expect=201, json={"name": name, "email": account.email, "language": "ro",
-                                                        "roles": roles})  # fmt: skip
+                                                        "roles": roles})
             account.username, account.user_id = created["username"], created["id"]
             self.accounts[key] = account
             await self.first_login(key)
@@ -322,7 +319,7 @@ class Journey:
             "emails": [self._email("office", "medicalcouncil.imi-demo.ie")], "languages": ["en"], "areas": [PQ],
             "keywords": {"areas": {PQ: ["doctor_of_medicine"]}},
             "first_user": {"name": handler.name, "email": handler.email, "language": "en"},
-        }, handler)  # fmt: skip
+        }, handler)
         await self.first_login("ie_handler")
 
     async def exchange_a_request(self) -> tuple[str, str]:
@@ -330,7 +327,8 @@ class Journey:
         say("4. Aoife Byrne searches the directory in English for the Romanian counterpart.")
         found = await self._search("doctor medicine", "RO")
         say(f"   Found: {found['official_name']} ({found['informal_name']}).")
-        await self.exchange_knows("college", "ie_council")
+        await self.exchange_knows("college", asked_by="ie_handler")
+        await self.exchange_knows("ie_council", asked_by="ro_handler")
         say("5. She writes a professional-qualifications request in English, with the doctor's personal data.")
         created = await self.call("POST", f"{urls.exchange}/requests", "ie_handler", expect=201, json={
             "area": PQ, "responding_authority_id": self.authorities["college"],
@@ -338,7 +336,7 @@ class Journey:
             "subject": {"family_name": SUBJECT_MARKER, "given_names": "Siobhán", "date_of_birth": "1984-02-29",
                         "profession": "doctor of medicine"},
             "reply_date": "2099-12-31", "comment": "Dr Ó Briain applied for registration in Ireland.",
-        })  # fmt: skip
+        })
         request_id, reference = created["id"], created["reference"]
         sent = await self.call("POST", f"{urls.exchange}/requests/{request_id}/send", "ie_handler")
         if self.approvals:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from services.notifier.settings import NotifierSettings
 from shared.settings import Settings
 
 README = (Path(__file__).resolve().parents[1] / "README.md").read_text()
@@ -13,6 +14,7 @@ README = (Path(__file__).resolve().parents[1] / "README.md").read_text()
 def test_the_configuration_table_documents_every_setting_and_no_other():
     documented = set(re.findall(r"^\| `(IMI_[A-Z0-9_]+)` \|", README, flags=re.MULTILINE))
     settings = {f"IMI_{name.upper()}" for name in Settings.model_fields}
+    settings |= {f"IMI_NOTIFIER_{name.upper()}" for name in NotifierSettings.model_fields}
     assert documented == settings
 
 

@@ -182,6 +182,7 @@ def change_of(request: Request, previous: State | None, caller: Caller | None, n
         requester_user_id=request.requester_user_id,
         allocated_user_id=request.allocated_user_id,
         reply_date=request.reply_date,
+        proposed_reply_date=request.proposed_reply_date,
         approving_coordinator_id=request.approving_coordinator_id,
         referral_coordinator_ids=[uuid.UUID(c) for c in request.referral_coordinator_ids],
         actor_user_id=caller.user_id if caller else None,

@@ -34,6 +34,9 @@ class RequestChange(EventData):
     requester_user_id: uuid.UUID = Field(description="the requesting side's handler")
     allocated_user_id: uuid.UUID | None = Field(description="the responding side's handler, once allocated (E2)")
     reply_date: date | None
+    proposed_reply_date: date | None = Field(
+        default=None, description="the reply date the responding authority proposes, until the requester answers"
+    )
     approving_coordinator_id: uuid.UUID | None = Field(
         default=None, description="the coordinator whose approval is awaited (E3)"
     )

@@ -90,13 +90,12 @@ async def system(
         async with httpx.AsyncClient(timeout=2) as client:
 
             async def ready() -> bool:
+                urls = (endpoints.registry, endpoints.exchange, endpoints.notifier, endpoints.retention)
                 try:
-                    return all(
-                        (await client.get(f"{url}/health/ready")).status_code == 200
-                        for url in (endpoints.registry, endpoints.exchange, endpoints.notifier, endpoints.retention)
-                    )
+                    answers = [await client.get(f"{url}/health/ready") for url in urls]
                 except httpx.TransportError:
                     return False
+                return all(answer.status_code == 200 for answer in answers)
 
             await wait_until(ready, timeout=60, interval=0.3, message="four services ready")
         yield endpoints, Maildir(maildir), settings
