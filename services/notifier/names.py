@@ -1,5 +1,5 @@
 """Names an alert shows, in the recipient's language: countries (from the CLDR data Babel ships,
-for all 26 working languages) and legislative areas."""
+for all 26 working languages) and legislative areas (the shared reference data)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from functools import cache
 from babel import Locale
 
 from services.notifier.rendering import resolve_language
+from shared.reference import legislative_area_name
 
 
 @cache
@@ -24,11 +25,5 @@ def country_name(code: str | None, language: str) -> str:
 
 
 def area_name(code: str, language: str) -> str:
-    """A legislative area's name (rule A4).
-
-    The translated names are the registry's reference data, which the notifier cannot read; until
-    they are shared (see the notifier's report), the code is written out as words
-    (``professional_qualifications`` gives ``Professional qualifications``)."""
-    del language  # the same words in every language until the translated names are shared
-    words = code.replace("_", " ").strip()
-    return words[:1].upper() + words[1:]
+    """A legislative area's name in the recipient's language (rule A4)."""
+    return legislative_area_name(code, resolve_language(language))

@@ -1,7 +1,8 @@
 """The registry's EU-wide reference data, shipped as JSON files beside this module and loaded once.
 
 - ``countries.json``: the EEA countries and their official languages (rule A5).
-- ``legislative_areas.json``: the legislative areas and their acts (rule A4). A new area is a data
+- ``shared/reference/legislative_areas.json``: the legislative areas and their acts (rule A4), shared
+  because the notifier names them in e-mails. A new area is a data
   change only: one more entry here plus ``keywords/<area code>.json``; no code changes.
 - ``economic_activities.json`` and ``policy_areas.json``: the two EU-wide competence keyword lists
   (rule S2): NACE Rev. 2 sections and divisions, and EU policy areas.
@@ -21,6 +22,7 @@ from typing import Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, TypeAdapter
 
 from shared.languages import SOURCE_LANGUAGE
+from shared.reference import LEGISLATIVE_AREAS_FILE
 
 REFERENCE_DIR = Path(__file__).parent
 KEYWORDS_DIR = REFERENCE_DIR / "keywords"
@@ -82,7 +84,7 @@ def countries() -> tuple[Country, ...]:
 @cache
 def legislative_areas() -> tuple[LegislativeArea, ...]:
     """The legislative areas, read from data so that a new area needs no code change (rule A4)."""
-    return _load(TypeAdapter(list[LegislativeArea]), REFERENCE_DIR / "legislative_areas.json")
+    return _load(TypeAdapter(list[LegislativeArea]), LEGISLATIVE_AREAS_FILE)
 
 
 @cache
