@@ -318,9 +318,13 @@ def demo(
         for message in maildir.messages():
             if str(message["Message-ID"]) not in seen:
                 typer.echo(f"  to {message['To']}: {message['Subject']}")
+        typer.echo("\nThe demo's accounts, to explore with (user name, password, security code):")
+        for account in result.accounts.values():
+            typer.echo(f"  {account.name:<16} {account.username:<34} {account.password:<24} {account.security_code}")
         typer.echo(
-            f"\nDone in {time.monotonic() - started:.0f} s. Request {result.reference} is in place: explore it with "
-            f"the APIs at {exchange_url}/docs (log in at {registry_url}/docs with the user names printed above)."
+            f"\nDone in {time.monotonic() - started:.0f} s. Request {result.reference} is in place: log in with "
+            f"POST {registry_url}/auth/login (then /auth/login/code with the digits asked) and explore "
+            f"{exchange_url}/docs and {registry_url}/docs."
         )
 
     try:

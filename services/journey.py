@@ -234,6 +234,11 @@ class Journey:
         self.accounts.update(ro_coordinator=ro, ie_coordinator=ie, commission=ec)
         say("1. The Commission bootstraps the national IMI coordinators of Romania and Ireland (rule A2).")
         usernames = await self.bootstrap([("RO", ro.email), ("IE", ie.email)], ec.email)
+        if set(usernames) != {"RO", "IE", "EU"}:
+            raise JourneyError(
+                "these coordinators exist already: the journey has run on this system before, and its data are "
+                "in place to explore. To watch it again, start from empty data, e.g. `imi up --data-dir var/demo2`."
+            )
         for key, country in (("ro_coordinator", "RO"), ("ie_coordinator", "IE"), ("commission", "EU")):
             self.accounts[key].username = usernames[country]
         for key in ("ro_coordinator", "ie_coordinator", "commission"):

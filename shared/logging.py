@@ -70,7 +70,7 @@ def configure_logging(level: str = "INFO", fmt: str = "json") -> None:
     root.setLevel(level.upper())
     # uvicorn's access log repeats what the metrics middleware records; keep its errors only.
     logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
-    for noisy in ("aiormq", "aio_pika", "alembic", "mail.log"):
+    for noisy in ("aiormq", "aio_pika", "alembic", "mail.log", "httpx", "httpcore"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
