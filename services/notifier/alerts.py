@@ -34,6 +34,7 @@ Side = Literal["requester", "responder"]
 REQUEST_HANDLER = "request_handler"
 ALLOCATOR = "allocator"
 DATA_ADMINISTRATOR = "data_administrator"
+LOCAL_DATA_ADMINISTRATOR = "local_data_administrator"  # authority-wide (rule S9)
 REFERRAL_USER = "referral_user"
 
 # The authority an alert names as ``authority_name`` (see each template): the responding one for
@@ -261,15 +262,34 @@ async def temporary_password(uow: UnitOfWork, event: Event[TemporaryPassword]) -
 
 
 async def account_locked(uow: UnitOfWork, event: Event[UserLocked]) -> None:
-    """Five wrong attempts blocked the account until a reset: the user is told.
-
-    The authority's local data administrators, who reset it, are not sent this alert: it speaks to
-    the blocked user ("your account", "contact a local data administrator"), and an alert for them
-    needs a template of its own (see the notifier's report)."""
-    link = link_path("login")
+    """Five wrong attempts blocked the account until a reset ("lost credentials"): the user is told
+    with ``account_locked``, and the authority's other local data administrators, who can reset the
+    password (rule S9), with ``account_locked_administrator``, each in their own language. That
+    alert links to the authority's users and never says whose account it is (rules P1, S11); a
+    local data administrator whose own account is locked cannot act on it and is not told."""
+    data = event.data
+    user = await uow.session.get(KnownUser, data.user_id)
     audience = Audience()
-    audience.add_user(event.data.user_id, await uow.session.get(KnownUser, event.data.user_id))
-    await queue_alerts(uow, event, [Alert("account_locked", audience, no_variables, link)])
+    audience.add_user(data.user_id, user)
+    administrators = Audience()
+    administrators.add_users(
+        administrator
+        for administrator in await users_with_role(uow, data.authority_id, [LOCAL_DATA_ADMINISTRATOR], None)
+        if administrator.id != data.user_id and administrator.status != "locked"
+    )
+    await queue_alerts(
+        uow,
+        event,
+        [
+            Alert("account_locked", audience, no_variables, link_path("login")),
+            Alert(
+                "account_locked_administrator",
+                administrators,
+                no_variables,
+                link_path("authorities", data.authority_id, "users"),
+            ),
+        ],
+    )
 
 
 async def registration_awaiting_validation(uow: UnitOfWork, event: Event[AuthorityState]) -> None:

@@ -62,6 +62,7 @@ SUBJECTS: Final[Mapping[str, str]] = {
     "request_overdue": N_("Request {reference} is overdue"),
     "temporary_password": N_("Your temporary IMI password"),
     "account_locked": N_("Your IMI account has been blocked"),
+    "account_locked_administrator": N_("A user account of your authority has been blocked"),
     "registration_awaiting_validation": N_("New authority registration awaits validation"),
     "digest": N_("Your daily summary of IMI alerts"),
 }

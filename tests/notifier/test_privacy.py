@@ -68,7 +68,14 @@ async def database_text(world: NotifierWorld) -> str:
 async def test_no_user_name_appears_in_any_email_rule_s11(world):
     await every_kind_of_mail(world)
     kinds = {d.kind for d in await world.mail()}
-    assert {"request_received", "request_answered", "account_locked", "temporary_password", "digest"} <= kinds
+    assert {
+        "request_received",
+        "request_answered",
+        "account_locked",
+        "account_locked_administrator",
+        "temporary_password",
+        "digest",
+    } <= kinds
     names = [f"Name of {user}" for user in world.users] + ["Ileana Digest"]
     for received in world.smtp.received:
         message = received.message

@@ -10,7 +10,7 @@ from services.notifier.models import DeliveryStatus
 from services.notifier.names import area_name
 from services.notifier.rendering import render_alert
 from shared.contracts import exchange
-from shared.contracts.registry import AUTHORITY_REGISTERED, USER_LOCKED, UserLocked
+from shared.contracts.registry import AUTHORITY_REGISTERED, USER_LOCKED, USER_UPDATED, UserLocked
 from tests.notifier.world import PQ, PUBLIC_URL, NotifierWorld, body, populate
 
 RO_FROM_FI = {"requesting_country": "Finlanda", "responding_country": "România"}
@@ -236,8 +236,105 @@ async def test_a_locked_account_is_announced_to_its_user(world):
         USER_LOCKED, UserLocked(user_id=world.users["ro_handler"], authority_id=world.authorities["ro_college"])
     )
     await world.send_all()
-    assert world.recipients() == {world.address("ro_handler")}
+    assert world.recipients() == {world.address("ro_handler"), world.address("ro_lda")}
     assert_written_as(world, "ro_handler", "account_locked", "ro", {"link": f"{PUBLIC_URL}/login"})
+    users = {"link": f"{PUBLIC_URL}/authorities/{world.authorities['ro_college']}/users"}
+    assert_written_as(world, "ro_lda", "account_locked_administrator", "ro", users)
+
+
+LOCKED_NAME = "Ileana Popescu-Lockwood"
+
+
+async def add_local_data_administrators(world: NotifierWorld) -> None:
+    """Besides ro_lda (Romanian): a German one who also handles requests, a deactivated one, a
+    locked one, and one at another authority."""
+    await world.add_user("ro_lda_de", "ro_college", ["local_data_administrator", "request_handler"], "de")
+    await world.add_user("ro_lda_gone", "ro_college", ["local_data_administrator"], "sv", status="deactivated")
+    await world.add_user("ro_lda_locked", "ro_college", ["local_data_administrator"], "sv", status="locked")
+    await world.add_user("ro_other_lda", "ro_other", ["local_data_administrator"], "ro")
+
+
+def users_link(world: NotifierWorld, authority: str = "ro_college") -> dict[str, Any]:
+    return {"link": f"{PUBLIC_URL}/authorities/{world.authorities[authority]}/users"}
+
+
+async def test_a_locked_account_alerts_its_user_and_the_authoritys_local_data_administrators(world):
+    await add_local_data_administrators(world)
+    await world.add_user("ro_locked", "ro_college", ["request_handler"], "fi", full_name=LOCKED_NAME)
+    await world.deliver(
+        USER_UPDATED,
+        world.user("ro_locked", "ro_college", ["request_handler"], "fi", status="locked", full_name=LOCKED_NAME),
+    )
+    await world.deliver(
+        USER_LOCKED, UserLocked(user_id=world.users["ro_locked"], authority_id=world.authorities["ro_college"])
+    )
+    assert await world.send_all() == 3
+
+    # The user, and the active local data administrators of the user's own authority: not the
+    # deactivated or locked ones, not another authority's, not the handlers, coordinators or addresses.
+    assert world.recipients() == {world.address("ro_locked"), world.address("ro_lda"), world.address("ro_lda_de")}
+    assert_written_as(world, "ro_locked", "account_locked", "fi", {"link": f"{PUBLIC_URL}/login"})
+    assert_written_as(world, "ro_lda", "account_locked_administrator", "ro", users_link(world))
+    assert_written_as(world, "ro_lda_de", "account_locked_administrator", "de", users_link(world))
+    kinds = {(d.user_id, d.kind, d.status) for d in await world.deliveries()}
+    assert kinds == {
+        (world.users["ro_locked"], "account_locked", DeliveryStatus.sent),
+        (world.users["ro_lda"], "account_locked_administrator", DeliveryStatus.sent),
+        (world.users["ro_lda_de"], "account_locked_administrator", DeliveryStatus.sent),
+        (world.users["ro_lda_gone"], "account_locked_administrator", DeliveryStatus.skipped),
+    }
+
+
+async def test_the_administrators_alert_never_says_whose_account_is_locked_rules_p1_s11(world):
+    await add_local_data_administrators(world)
+    await world.add_user("ro_locked", "ro_college", ["request_handler"], "fi", full_name=LOCKED_NAME)
+    await world.deliver(
+        USER_LOCKED, UserLocked(user_id=world.users["ro_locked"], authority_id=world.authorities["ro_college"])
+    )
+    await world.send_all()
+
+    # The notifier never holds the user name the registry generated (rule S11); the name it does
+    # get is in no e-mail, and nothing in the administrators' e-mails points at the user.
+    assert len(world.smtp.received) == 3
+    for received in world.smtp.received:
+        message = received.message
+        text = "\n".join([received.content.decode("ascii"), body(message, "plain"), body(message, "html")])
+        assert LOCKED_NAME not in text
+        if world.address("ro_locked") not in received.rcpt_tos:
+            for identifier in ("ro_locked", str(world.users["ro_locked"])):
+                assert identifier not in text
+    for delivery in await world.mail():
+        if delivery.kind == "account_locked_administrator":
+            assert delivery.context == {}
+            assert delivery.link == f"/authorities/{world.authorities['ro_college']}/users"
+
+
+async def test_a_locked_local_data_administrator_is_told_as_a_user_and_the_others_as_administrators(world):
+    await add_local_data_administrators(world)
+    await world.deliver(
+        USER_UPDATED, world.user("ro_lda", "ro_college", ["local_data_administrator"], "ro", status="locked")
+    )
+    await world.deliver(
+        USER_LOCKED, UserLocked(user_id=world.users["ro_lda"], authority_id=world.authorities["ro_college"])
+    )
+    await world.send_all()
+
+    assert world.recipients() == {world.address("ro_lda"), world.address("ro_lda_de")}
+    assert_written_as(world, "ro_lda", "account_locked", "ro", {"link": f"{PUBLIC_URL}/login"})
+    assert_written_as(world, "ro_lda_de", "account_locked_administrator", "de", users_link(world))
+
+
+async def test_the_only_local_data_administrator_locked_out_alerts_only_themself(world):
+    await world.deliver(
+        USER_UPDATED, world.user("ro_lda", "ro_college", ["local_data_administrator"], "ro", status="locked")
+    )
+    await world.deliver(
+        USER_LOCKED, UserLocked(user_id=world.users["ro_lda"], authority_id=world.authorities["ro_college"])
+    )
+    await world.send_all()
+
+    assert world.recipients() == {world.address("ro_lda")}
+    assert {d.kind for d in await world.deliveries()} == {"account_locked"}
 
 
 async def test_a_registration_awaiting_validation_alerts_the_coordinators_data_administrators_rule_s13(world):

@@ -86,6 +86,7 @@ def test_the_alert_kinds_are_the_ones_the_notifier_sends() -> None:
         "request_overdue",
         "temporary_password",
         "account_locked",
+        "account_locked_administrator",
         "registration_awaiting_validation",
         "digest",
     }
@@ -212,6 +213,33 @@ def test_the_temporary_password_mail_tells_who_gives_the_user_name_rule_s11() ->
 
     assert "your user name is never sent by e-mail" in words(email.text)
     assert "will tell you your user name in person or by phone" in words(email.text)
+
+
+def test_the_locked_account_alert_for_administrators_links_to_the_users_and_names_nobody() -> None:
+    link = "https://imi.example.eu/authorities/7c1e/users"
+    email = render_alert("account_locked_administrator", "en", {"link": link})
+
+    assert email.subject == "A user account of your authority has been blocked"
+    assert "A user account of your authority has been blocked after five wrong login attempts." in words(email.text)
+    assert (
+        "As a local data administrator you can reset the user's password; the user then receives a new "
+        "temporary password by e-mail. For security reasons this message does not name the user."
+    ) in words(email.text)
+    assert link in email.text
+    assert f'href="{link}"' in email.html
+    with pytest.raises(ValueError, match="S11"):
+        render_alert("account_locked_administrator", "en", {"link": link, "user_name": "jdoe42"})
+
+
+@pytest.mark.parametrize("language", TRANSLATED_LANGUAGES)
+def test_the_locked_account_alert_for_administrators_is_translated(language: str) -> None:
+    link = "https://imi.example.eu/authorities/7c1e/users"
+    english = render_alert("account_locked_administrator", "en", {"link": link})
+    email = render_alert("account_locked_administrator", language, {"link": link})
+
+    assert email.subject != english.subject
+    english_lines = set(english.text.splitlines()) - {"", "-- ", link}
+    assert not english_lines & set(email.text.splitlines())
 
 
 def test_context_values_are_escaped_in_html() -> None:
