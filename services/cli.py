@@ -18,7 +18,7 @@ from shared.bus.bus import DeadLetterQueue
 from shared.bus.topology import ServiceQueues
 from shared.bus.transport import create_transport
 from shared.logging import configure_logging
-from shared.settings import SERVICES, Settings, UnsafeConfiguration
+from shared.settings import SERVICES, Environment, Settings, UnsafeConfiguration
 
 app = typer.Typer(help="Cross-border cooperation between public authorities.", no_args_is_help=True)
 dlq = typer.Typer(help="Inspect and replay a service's dead-letter queue.", no_args_is_help=True)
@@ -212,7 +212,7 @@ def openapi_documents(
 
     stale = []
     for service in SERVICES:
-        document = create_app(service, Settings(environment="development")).openapi()
+        document = create_app(service, Settings(environment=Environment.development)).openapi()
         rendered = json.dumps(document, indent=2, ensure_ascii=False, sort_keys=True) + "\n"
         target = output / f"{service}.openapi.json"
         if check:

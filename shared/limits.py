@@ -11,6 +11,16 @@ MAX_JSON_BODY = 1024 * 1024
 MAX_URL = 8192
 
 
+def _has_nul(scope: Scope) -> bool:
+    query = scope.get("query_string", b"")
+    return "\x00" in scope.get("path", "") or b"%00" in query.lower() or b"\x00" in query
+
+
+def _is_json(scope: Scope) -> bool:
+    content_type = dict(scope.get("headers") or []).get(b"content-type", b"")
+    return not content_type.startswith(b"multipart/form-data")
+
+
 class RequestLimitsMiddleware:
     def __init__(self, app: ASGIApp, *, max_upload: int) -> None:
         self.app = app
@@ -29,6 +39,11 @@ class RequestLimitsMiddleware:
         url_length = len(scope.get("path", "")) + len(scope.get("query_string", b""))
         if url_length > MAX_URL:
             await error_response(414, "uri_too_long", f"the address is limited to {MAX_URL} characters")(
+                scope, receive, send
+            )
+            return
+        if _has_nul(scope):
+            await error_response(422, "nul_character", "a NUL character is not allowed in the address")(
                 scope, receive, send
             )
             return
@@ -53,6 +68,12 @@ class RequestLimitsMiddleware:
             chunks.append(chunk)
             more = message.get("more_body", False)
         body = b"".join(chunks)
+        if _is_json(scope) and (b"\\u0000" in body or b"\x00" in body):
+            # Text never holds NUL: PostgreSQL refuses it, and nothing legitimate needs it.
+            await error_response(422, "nul_character", "a NUL character is not allowed in the body")(
+                scope, receive, send
+            )
+            return
         replayed = False
 
         async def replay() -> Message:

@@ -237,22 +237,29 @@ class ClockTravel(BaseModel):
 development_clock = APIRouter(tags=["development"])
 
 
-@development_clock.post("/_dev/clock", summary="Move this service's clock forward (never in production)")
+@development_clock.post(
+    "/_dev/clock",
+    summary="Move this service's clock forward (never in production)",
+    responses={409: {"model": ErrorBody, "description": "This service's clock cannot travel (a test clock)"}},
+)
 async def travel(body: ClockTravel, runtime: Runtime) -> dict[str, str]:
     """For demonstrations and end-to-end tests across processes: deadlines that take months (rule
     P2) are shown by moving the clock. Only mounted outside production, and only on a clock that
     can travel."""
     clock = runtime.clock
-    try:
-        delta = isodate.parse_duration(body.advance)
-    except (isodate.ISO8601Error, ValueError) as exc:
-        raise ApiError(
-            422, "invalid_duration", "advance is an ISO 8601 duration such as P6M1D", field="advance"
-        ) from exc
     if not isinstance(clock, SystemClock):
         raise ApiError(409, "clock_fixed", "this service's clock cannot travel")
     now = clock.now()
-    clock.travel((now + delta) - now)
+    try:
+        step = (now + isodate.parse_duration(body.advance)) - now
+    except (isodate.ISO8601Error, ValueError, OverflowError) as exc:
+        raise ApiError(
+            422,
+            "invalid_duration",
+            "advance is an ISO 8601 duration such as P6M1D, within a few centuries",
+            field="advance",
+        ) from exc
+    clock.travel(step)
     return {"now": clock.now().isoformat()}
 
 
@@ -281,7 +288,10 @@ def create_service_app(
         version=definition.version,
         lifespan=lifespan,
         responses={
-            422: {"model": ErrorBody, "description": "Invalid input"},
+            400: {"model": ErrorBody, "description": "A body that cannot be read (not UTF-8, not JSON)"},
+            413: {"model": ErrorBody, "description": "A body larger than the limit"},
+            414: {"model": ErrorBody, "description": "An address longer than the limit"},
+            422: {"model": ErrorBody, "description": "Invalid input: the error names the field"},
         },
     )
     app.state.runtime = runtime

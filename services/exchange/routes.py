@@ -437,7 +437,15 @@ async def add_comment(
         return await _view(uow, caller, request, caller.language)
 
 
-@router.post("/requests/{request_id}/attachments", status_code=201, response_model=AttachmentOut)
+@router.post(
+    "/requests/{request_id}/attachments",
+    status_code=201,
+    response_model=AttachmentOut,
+    responses={
+        413: {"model": ErrorBody, "description": "Larger than IMI_ATTACHMENT_MAX_BYTES"},
+        415: {"model": ErrorBody, "description": "A type not in IMI_ATTACHMENT_TYPES"},
+    },
+)
 async def upload_attachment(
     request_id: uuid.UUID,
     runtime: Runtime,

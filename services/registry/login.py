@@ -29,7 +29,7 @@ import asyncio
 import hashlib
 import secrets
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -315,14 +315,24 @@ async def start_login(
     return CodeRequired(challenge_id, positions, expires_at)
 
 
-async def finish_login(uow: UnitOfWork, settings: Settings, challenge_id: str, digits: dict[int, str]) -> TokenPair:
+async def finish_login(
+    uow: UnitOfWork,
+    settings: Settings,
+    challenge_id: str,
+    digits: dict[int, str],
+    on_account: Callable[[str], None] | None = None,
+) -> TokenPair:
     """Step two (rule S12): the digits at the three positions asked. The challenge is spent by any
-    answer; wrong digits (or other positions than those asked) count as a failed attempt."""
+    answer; wrong digits (or other positions than those asked) count as a failed attempt.
+    ``on_account`` is told the user name once the challenge names a user (the rate limit per
+    account, :mod:`services.registry.rate_limits`; what it raises rolls everything back)."""
     challenge = await _challenge(uow, challenge_id, CODE)
     if challenge is None:
         raise invalid_challenge()
     challenge.used_at = uow.clock.now()
     user = await _user(uow, User.id == challenge.user_id)
+    if user is not None and on_account is not None:
+        on_account(user.username)
     credentials = user.credentials if user is not None else None
     if (
         user is None
@@ -347,15 +357,22 @@ async def finish_login(uow: UnitOfWork, settings: Settings, challenge_id: str, d
 
 
 async def complete_setup(
-    uow: UnitOfWork, settings: Settings, setup_token: str, new_password: str, security_code: str
+    uow: UnitOfWork,
+    settings: Settings,
+    setup_token: str,
+    new_password: str,
+    security_code: str,
+    on_account: Callable[[str], None] | None = None,
 ) -> TokenPair:
     """First login, or the first after a reset (rule S12, "Lost credentials"): a new password and a
     new 12-digit security code replace the temporary password. A refused choice can be corrected
-    with the same token until it expires."""
+    with the same token until it expires. ``on_account``: as for :func:`finish_login`."""
     challenge = await _challenge(uow, setup_token, SETUP)
     if challenge is None:
         raise invalid_setup_token()
     user = await _user(uow, User.id == challenge.user_id)
+    if user is not None and on_account is not None:
+        on_account(user.username)
     credentials = user.credentials if user is not None else None
     if (
         user is None

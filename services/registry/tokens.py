@@ -32,7 +32,7 @@ from shared.settings import Settings
 
 ALGORITHM = "EdDSA"
 ACCESS_TOKEN_TTL = timedelta(minutes=15)
-# Proposed setting (not yet in shared/settings.py): PEM public keys published beside the current one.
+# IMI_ADDITIONAL_SIGNING_PUBLIC_KEYS: PEM public keys published and accepted beside the current one.
 ADDITIONAL_KEYS_SETTING = "additional_signing_public_keys"
 
 _PEM_BLOCK = re.compile(r"-----BEGIN PUBLIC KEY-----.+?-----END PUBLIC KEY-----", re.DOTALL)

@@ -191,6 +191,9 @@ async def update_user(uow: UnitOfWork, actor: Actor, user_id: uuid.UUID, patch: 
     if actor.user.id != user.id and not actor.is_local_data_administrator_of(user.authority_id):
         raise forbidden("users change their own data; local data administrators change their colleagues'")
     changes = patch.model_dump(exclude_unset=True, mode="json")
+    for field, value in changes.items():
+        if value is None:
+            raise invalid("value_required", f"{field} cannot be emptied with null", field)
     if patch.language is not None:
         check_language(patch.language)
     if patch.email is not None and await _email_in_use(uow, patch.email, except_user=user.id):

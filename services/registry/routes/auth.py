@@ -3,7 +3,9 @@
 ``POST /auth/login`` (user name and password) answers the next step: ``setup`` after a temporary
 password, else ``security_code`` with three positions. ``POST /auth/login/code`` and
 ``POST /auth/setup`` answer an access token (15 minutes) and a refresh token (30 days, rotated on
-every ``POST /auth/refresh``). The logic and the error codes are in :mod:`services.registry.login`.
+every ``POST /auth/refresh``). The logic and the error codes are in :mod:`services.registry.login`;
+the three login steps are rate-limited per account and per client address
+(:mod:`services.registry.rate_limits`: 429 ``too_many_attempts`` with ``Retry-After``).
 """
 
 from __future__ import annotations
@@ -11,11 +13,13 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from services.registry import login, tokens
 from services.registry.login import PASSWORD_MAX_LENGTH, TokenPair
+from services.registry.rate_limits import ACCOUNT_LIMIT, ADDRESS_LIMIT, TooManyAttempts, login_limits
 from services.registry.security import POSITIONS_ASKED, SECURITY_CODE_LENGTH
 from shared.auth import CurrentPrincipal
 from shared.errors import ErrorBody
@@ -29,6 +33,20 @@ SECRET_MAX_LENGTH = 100  # challenge ids, setup and refresh tokens are 43 charac
 def _error(codes: str) -> dict[str, Any]:
     """An OpenAPI error response: the error codes it may carry, and why."""
     return {"model": ErrorBody, "description": codes}
+
+
+TOO_MANY_ATTEMPTS: dict[str, Any] = {
+    "model": ErrorBody,
+    "description": (
+        f"too_many_attempts: more than {ACCOUNT_LIMIT.attempts} refused attempts a minute on one account, "
+        f"or {ADDRESS_LIMIT.attempts} from one address (whether or not the account exists)"
+    ),
+    "headers": {"Retry-After": {"description": "seconds to wait", "schema": {"type": "integer", "minimum": 1}}},
+}
+
+
+def _client_address(request: Request) -> str:
+    return request.client.host if request.client is not None else "unknown"
 
 
 def _no_store(response: Response) -> None:
@@ -143,12 +161,20 @@ class Me(BaseModel):
     responses={
         401: _error("invalid_credentials: unknown user name, wrong password, or an account that cannot log in"),
         403: _error("account_locked: the password is right but five failed attempts locked the account"),
+        429: TOO_MANY_ATTEMPTS,
     },
 )
-async def start_login(body: LoginIn, runtime: Runtime, response: Response) -> SetupStep | CodeStep:
+async def start_login(
+    body: LoginIn, runtime: Runtime, request: Request, response: Response
+) -> SetupStep | CodeStep | JSONResponse:
     _no_store(response)
-    async with login.attempt(runtime.messaging) as uow:
-        step = await login.start_login(uow, runtime.settings, body.username, body.password)
+    try:
+        with login_limits(runtime).attempt(_client_address(request), body.username) as limited:
+            async with login.attempt(runtime.messaging) as uow:
+                step = await login.start_login(uow, runtime.settings, body.username, body.password)
+            limited.give_back()
+    except TooManyAttempts as refused:
+        return refused.response()
     if isinstance(step, login.SetupRequired):
         return SetupStep(setup_token=step.setup_token, expires_at=step.expires_at)
     return CodeStep(challenge_id=step.challenge_id, positions=step.positions, expires_at=step.expires_at)
@@ -161,12 +187,22 @@ async def start_login(body: LoginIn, runtime: Runtime, response: Response) -> Se
     responses={
         401: _error("invalid_challenge (unknown, used or expired), wrong_security_code, or invalid_credentials"),
         403: _error("account_locked: this was the fifth failed attempt, or the account was locked meanwhile"),
+        429: TOO_MANY_ATTEMPTS,
     },
 )
-async def finish_login(body: CodeIn, runtime: Runtime, response: Response) -> TokensOut:
+async def finish_login(
+    body: CodeIn, runtime: Runtime, request: Request, response: Response
+) -> TokensOut | JSONResponse:
     _no_store(response)
-    async with login.attempt(runtime.messaging) as uow:
-        pair = await login.finish_login(uow, runtime.settings, body.challenge_id, dict(body.digits))
+    try:
+        with login_limits(runtime).attempt(_client_address(request)) as limited:
+            async with login.attempt(runtime.messaging) as uow:
+                pair = await login.finish_login(
+                    uow, runtime.settings, body.challenge_id, dict(body.digits), on_account=limited.account
+                )
+            limited.give_back()
+    except TooManyAttempts as refused:
+        return refused.response()
     return TokensOut.of(pair)
 
 
@@ -178,14 +214,27 @@ async def finish_login(body: CodeIn, runtime: Runtime, response: Response) -> To
         401: _error("invalid_setup_token: unknown, used or expired"),
         403: _error("account_locked"),
         422: _error("weak_password, password_unchanged (the temporary one) or invalid_security_code"),
+        429: TOO_MANY_ATTEMPTS,
     },
 )
-async def complete_setup(body: SetupIn, runtime: Runtime, response: Response) -> TokensOut:
+async def complete_setup(
+    body: SetupIn, runtime: Runtime, request: Request, response: Response
+) -> TokensOut | JSONResponse:
     _no_store(response)
-    async with login.attempt(runtime.messaging) as uow:
-        pair = await login.complete_setup(
-            uow, runtime.settings, body.setup_token, body.new_password, body.security_code
-        )
+    try:
+        with login_limits(runtime).attempt(_client_address(request)) as limited:
+            async with login.attempt(runtime.messaging) as uow:
+                pair = await login.complete_setup(
+                    uow,
+                    runtime.settings,
+                    body.setup_token,
+                    body.new_password,
+                    body.security_code,
+                    on_account=limited.account,
+                )
+            limited.give_back()
+    except TooManyAttempts as refused:
+        return refused.response()
     return TokensOut.of(pair)
 
 

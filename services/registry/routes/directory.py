@@ -40,7 +40,7 @@ async def search_authorities(
     level: Annotated[Level | None, Query(description="national, regional or local")] = None,
     area: Annotated[str | None, Query(description="A legislative area code, e.g. services")] = None,
     lang: Annotated[str, Query(description="The language to show results in (one of the 26)")] = "en",
-    page: Annotated[int, Query(ge=1)] = 1,
+    page: Annotated[int, Query(ge=1, le=100_000)] = 1,
     page_size: Annotated[int, Query(ge=1, le=100)] = 20,
 ) -> DirectoryPage:
     if country is not None:

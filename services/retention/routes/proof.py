@@ -55,7 +55,7 @@ async def verify_log(runtime: Runtime) -> VerificationOut:
 @router.get("/log", response_model=list[LogEntryOut], summary="Export the purge log, oldest entry first")
 async def export_log(
     runtime: Runtime,
-    after: Annotated[int, Query(ge=0, description="return entries after this sequence number")] = 0,
+    after: Annotated[int, Query(ge=0, le=2**63 - 1, description="return entries after this sequence number")] = 0,
     limit: Annotated[int, Query(ge=1, le=5000)] = 1000,
 ) -> list[LogEntryOut]:
     """The entries as stored, so anyone can recompute the chain (see ``purge_log`` for the format)."""
