@@ -202,7 +202,8 @@ class Journey:
         deadline = time.monotonic() + self.timeout
         while True:
             probe = await self.http.post(
-                f"{self.urls.exchange}/requests", headers=self.accounts[asked_by].auth,
+                f"{self.urls.exchange}/requests",
+                headers=self.accounts[asked_by].auth,
                 json={"area": PQ, "responding_authority_id": self.authorities[authority_key], "question_ids": []},
             )
             if probe.status_code == 201:
@@ -268,23 +269,53 @@ class Journey:
         national_first = Account("Ion Marin", self._email("ion.marin", "cmr.imi-demo.ro"))
         self.accounts.update(college_first=first, national_first=national_first)
         say("2. The Romanian coordinator registers the regional college of physicians and validates it.")
-        await self.register_authority("ro_coordinator", "college", college_body(
-            f"Colegiul Medicilor Cluj {self.run}", first, self._email("office", "cmcluj.imi-demo.ro"), level="regional",
-            region="Cluj"), first)
-        await self.register_authority("ro_coordinator", "national_college", college_body(
-            f"Colegiul Medicilor din România {self.run}", national_first,
-            self._email("office", "cmr.imi-demo.ro"), level="national", region=None), national_first)
+        await self.register_authority(
+            "ro_coordinator",
+            "college",
+            college_body(
+                f"Colegiul Medicilor Cluj {self.run}",
+                first,
+                self._email("office", "cmcluj.imi-demo.ro"),
+                level="regional",
+                region="Cluj",
+            ),
+            first,
+        )
+        await self.register_authority(
+            "ro_coordinator",
+            "national_college",
+            college_body(
+                f"Colegiul Medicilor din România {self.run}",
+                national_first,
+                self._email("office", "cmr.imi-demo.ro"),
+                level="national",
+                region=None,
+            ),
+            national_first,
+        )
         await self.first_login("college_first")
         say(f"   {first.name}, its first user, logs in with the temporary password from her e-mail.")
         college = self.authorities["college"]
-        updated = await self.call("PATCH", f"{self.urls.registry}/authorities/{college}", "college_first", json={
-            "informal_name": "Colegiul regional al medicilor din Cluj – recunoașterea calificărilor medicilor",
-            "profile": "Autoritate competentă pentru recunoașterea calificărilor profesionale ale medicilor din Cluj.",
-            "significant": True, "languages": ["ro", "en", "fr"], "phone": "+40 264 000 111",
-            "website": "https://cmcluj.imi-demo.ro",
-            "keywords": {"economic_activities": ["Q"], "policy_areas": ["public_health"],
-                         "areas": {PQ: ["doctor_of_medicine", "specialised_doctor"]}},
-        })
+        updated = await self.call(
+            "PATCH",
+            f"{self.urls.registry}/authorities/{college}",
+            "college_first",
+            json={
+                "informal_name": "Colegiul regional al medicilor din Cluj – recunoașterea calificărilor medicilor",
+                "profile": (
+                    "Autoritate competentă pentru recunoașterea calificărilor profesionale ale medicilor din Cluj."
+                ),
+                "significant": True,
+                "languages": ["ro", "en", "fr"],
+                "phone": "+40 264 000 111",
+                "website": "https://cmcluj.imi-demo.ro",
+                "keywords": {
+                    "economic_activities": ["Q"],
+                    "policy_areas": ["public_health"],
+                    "areas": {PQ: ["doctor_of_medicine", "specialised_doctor"]},
+                },
+            },
+        )
         flagged = [t["status"] for t in updated["translations"]]
         say(
             f"   She edits the informal name and profile (translations flagged for renewal: {flagged or 'none yet'}),"
@@ -302,9 +333,13 @@ class Journey:
             ("ro_allocator", "Elena Popa", "elena.popa", [{"role": "allocator", "area": PQ}]),
         ):
             account = Account(name, self._email(local, "cmcluj.imi-demo.ro"))
-            created = await self.call("POST", f"{self.urls.registry}/authorities/{college}/users", "college_first",
-                                      expect=201, json={"name": name, "email": account.email, "language": "ro",
-                                                        "roles": roles})
+            created = await self.call(
+                "POST",
+                f"{self.urls.registry}/authorities/{college}/users",
+                "college_first",
+                expect=201,
+                json={"name": name, "email": account.email, "language": "ro", "roles": roles},
+            )
             account.username, account.user_id = created["username"], created["id"]
             self.accounts[key] = account
             await self.first_login(key)
@@ -318,13 +353,23 @@ class Journey:
         handler = Account("Aoife Byrne", self._email("aoife.byrne", "medicalcouncil.imi-demo.ie"))
         self.accounts["ie_handler"] = handler
         self.say("3. The Irish coordinator registers the Medical Council; its first user logs in.")
-        await self.register_authority("ie_coordinator", "ie_council", {
-            "country": "IE", "level": "national", "official_name": f"Medical Council {self.run}", "language": "en",
-            "informal_name": "Medical Council of Ireland – registration of doctors",
-            "emails": [self._email("office", "medicalcouncil.imi-demo.ie")], "languages": ["en"], "areas": [PQ],
-            "keywords": {"areas": {PQ: ["doctor_of_medicine"]}},
-            "first_user": {"name": handler.name, "email": handler.email, "language": "en"},
-        }, handler)
+        await self.register_authority(
+            "ie_coordinator",
+            "ie_council",
+            {
+                "country": "IE",
+                "level": "national",
+                "official_name": f"Medical Council {self.run}",
+                "language": "en",
+                "informal_name": "Medical Council of Ireland – registration of doctors",
+                "emails": [self._email("office", "medicalcouncil.imi-demo.ie")],
+                "languages": ["en"],
+                "areas": [PQ],
+                "keywords": {"areas": {PQ: ["doctor_of_medicine"]}},
+                "first_user": {"name": handler.name, "email": handler.email, "language": "en"},
+            },
+            handler,
+        )
         await self.first_login("ie_handler")
 
     async def exchange_a_request(self) -> tuple[str, str]:
@@ -335,13 +380,25 @@ class Journey:
         await self.exchange_knows("college", asked_by="ie_handler")
         await self.exchange_knows("ie_council", asked_by="ro_handler")
         say("5. She writes a professional-qualifications request in English, with the doctor's personal data.")
-        created = await self.call("POST", f"{urls.exchange}/requests", "ie_handler", expect=201, json={
-            "area": PQ, "responding_authority_id": self.authorities["college"],
-            "question_ids": ["pq.identity.document_matches", "pq.diploma.authentic", "pq.sanctions.any"],
-            "subject": {"family_name": SUBJECT_MARKER, "given_names": "Siobhán", "date_of_birth": "1984-02-29",
-                        "profession": "doctor of medicine"},
-            "reply_date": "2099-12-31", "comment": "Dr Ó Briain applied for registration in Ireland.",
-        })
+        created = await self.call(
+            "POST",
+            f"{urls.exchange}/requests",
+            "ie_handler",
+            expect=201,
+            json={
+                "area": PQ,
+                "responding_authority_id": self.authorities["college"],
+                "question_ids": ["pq.identity.document_matches", "pq.diploma.authentic", "pq.sanctions.any"],
+                "subject": {
+                    "family_name": SUBJECT_MARKER,
+                    "given_names": "Siobhán",
+                    "date_of_birth": "1984-02-29",
+                    "profession": "doctor of medicine",
+                },
+                "reply_date": "2099-12-31",
+                "comment": "Dr Ó Briain applied for registration in Ireland.",
+            },
+        )
         request_id, reference = created["id"], created["reference"]
         sent = await self.call("POST", f"{urls.exchange}/requests/{request_id}/send", "ie_handler")
         if self.approvals:
