@@ -45,6 +45,27 @@ class Strict(BaseModel):
 
 
 class DraftIn(Strict):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "area": "professional_qualifications",
+                    "responding_authority_id": "4b1e2f7a-61d3-4f0e-9a7c-2b8f3c1d5e60",
+                    "question_ids": ["pq.identity.document_matches", "pq.diploma.authentic", "pq.sanctions.any"],
+                    "subject": {
+                        "family_name": "Byrne",
+                        "given_names": "Aoife",
+                        "date_of_birth": "1984-02-29",
+                        "profession": "doctor of medicine",
+                    },
+                    "reply_date": "2026-04-30",
+                    "comment": "The professional applied for registration in Ireland.",
+                }
+            ]
+        },
+    )
+
     area: Annotated[str, StringConstraints(min_length=1, max_length=100)]
     responding_authority_id: uuid.UUID | None = None
     question_ids: list[Annotated[str, StringConstraints(max_length=200)]] = Field(default_factory=list, max_length=200)
@@ -98,6 +119,22 @@ class AllocateIn(Strict):
 
 
 class AnswersIn(Strict):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "answers": {
+                        "pq.identity.document_matches": "yes",
+                        "pq.diploma.authentic": "yes",
+                        "pq.sanctions.any": "no",
+                        "pq.diploma.date_of_award": "2009-07-01",
+                    }
+                }
+            ]
+        },
+    )
+
     answers: dict[Annotated[str, StringConstraints(max_length=200)], Any] = Field(min_length=1, max_length=200)
 
 

@@ -41,6 +41,21 @@ class RoleGrant(Strict):
 class UserIn(Strict):
     """Rule S10: contact details, preferred working language and the user's own e-mail address."""
 
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "name": "Mihai Ionescu",
+                    "email": "mihai.ionescu@cmcluj.example.ro",
+                    "phone": "+40 264 000 000",
+                    "language": "ro",
+                    "roles": [{"role": "request_handler", "area": "professional_qualifications"}],
+                }
+            ]
+        },
+    )
+
     name: Name
     email: EmailStr
     phone: Annotated[str, StringConstraints(strip_whitespace=True, max_length=100)] = ""
@@ -87,6 +102,28 @@ class UsernameOut(BaseModel):
 
 class AuthorityIn(Strict):
     """An authority registered by a coordinator (or a coordinator by the Commission)."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "country": "RO",
+                    "level": "regional",
+                    "region": "Cluj",
+                    "official_name": "Colegiul Medicilor Cluj",
+                    "language": "ro",
+                    "informal_name": "Colegiul regional al medicilor din Cluj",
+                    "profile": "Recunoașterea calificărilor profesionale ale medicilor din regiunea Cluj.",
+                    "emails": ["office@cmcluj.example.ro"],
+                    "languages": ["ro", "en"],
+                    "areas": ["professional_qualifications"],
+                    "keywords": {"areas": {"professional_qualifications": ["doctor_of_medicine"]}},
+                    "first_user": {"name": "Ana Pop", "email": "ana.pop@cmcluj.example.ro", "language": "ro"},
+                }
+            ]
+        },
+    )
 
     kind: AuthorityKind = AuthorityKind.competent_authority
     country: CountryCode
