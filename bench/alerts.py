@@ -12,9 +12,9 @@ Drafts are written first (not timed); then sends go out open-loop at the target 
 starts at ``t0 + i / rate`` whatever the previous ones are doing. Latency is arrival minus the
 send call's response, for the first e-mail of a request and for the last.
 
-It runs twice: with the notifier's default ``IMI_NOTIFIER_SEND_RATE`` (10 messages/s, fewer than
-the 100 e-mails/s that 50 requests/s raise) and with the pace lifted, which is what the
-notifier's machinery does.
+It runs three times: with the notifier's default ``IMI_NOTIFIER_SEND_RATE`` (10 messages/s, fewer
+than the 100 e-mails/s that 50 requests/s raise), with the pace lifted (what the notifier's
+machinery does), and with the pace lifted at 20 requests/s (a load this machine sustains).
 
 Floor: the SMTP server's own acceptance latency, a message sent with raw aiosmtplib (one
 connection) at the same rate, from the call to its arrival.
@@ -37,6 +37,7 @@ from bench.world import World, build_world, draft_body, pick_responder, prefeed
 from services.notifier.settings import NotifierSettings
 
 RATE = 50.0
+GENTLE_RATE = 20.0  # a rate this two-core machine sustains end to end, for comparison
 
 
 async def write_drafts(url: str, world: World, count: int) -> list[tuple[str, str]]:
@@ -85,7 +86,9 @@ async def send_steadily(
     return responded, errors, achieved
 
 
-async def scenario(infra: Infra, mode: Mode, world: World, sends: int, send_rate: float | None) -> dict[str, Any]:
+async def scenario(
+    infra: Infra, mode: Mode, world: World, sends: int, send_rate: float | None, rate: float = RATE
+) -> dict[str, Any]:
     exchange_db = await infra.create_database()
     notifier_db = await infra.create_database()
     await migrate("exchange", exchange_db)
@@ -105,7 +108,7 @@ async def scenario(infra: Infra, mode: Mode, world: World, sends: int, send_rate
             drafts = await write_drafts(exchange.url, world, sends)
             await asyncio.sleep(1.0)  # let the drafts' events settle
             baseline = len(sink.read())
-            responded, errors, achieved = await send_steadily(exchange.url, drafts, RATE)
+            responded, errors, achieved = await send_steadily(exchange.url, drafts, rate)
             expected = 2 * len(responded)
             pace = send_rate if send_rate is not None else NotifierSettings().send_rate
             budget = 60 + expected / pace * 1.5
@@ -122,6 +125,7 @@ async def scenario(infra: Infra, mode: Mode, world: World, sends: int, send_rate
     last = [max(ts) - responded[ref] for ref, ts in by_reference.items()]
     return {
         "notifier_send_rate": send_rate if send_rate is not None else "default (10)",
+        "requests_per_s": rate,
         "sends": len(drafts),
         "send_rate_achieved_per_s": round(achieved, 1),
         "send_errors": len(errors),
@@ -185,7 +189,14 @@ async def run(infra: Infra, mode: Mode) -> Result:
     default = await scenario(infra, mode, world, sends, None)
     log(f"alerts: exchange + notifier, send rate lifted, {sends} sends at {RATE:g}/s")
     lifted = await scenario(infra, mode, world, sends, 10_000.0)
-    result.figures = {"default_settings": default, "send_rate_lifted": lifted}
+    gentle = int(GENTLE_RATE * seconds)
+    log(f"alerts: exchange + notifier, send rate lifted, {gentle} sends at {GENTLE_RATE:g}/s")
+    below = await scenario(infra, mode, world, gentle, 10_000.0, GENTLE_RATE)
+    result.figures = {
+        "default_settings": default,
+        "send_rate_lifted": lifted,
+        f"send_rate_lifted_at_{GENTLE_RATE:g}_per_s": below,
+    }
     result.floor = floor_figures
     p99 = default["first_email"]["p99_ms"]
     lifted_p99 = lifted["first_email"]["p99_ms"]
@@ -205,4 +216,8 @@ async def run(infra: Infra, mode: Mode) -> Result:
     )
     if lifted_p99 is not None:
         result.notes.append(f"With the pace lifted the p99 target is {'met' if lifted_p99 < 1000 else 'missed'}.")
+    result.notes.append(
+        f"At {GENTLE_RATE:g} requests/s with the pace lifted: first e-mail p50 {below['first_email']['p50_ms']} ms, "
+        f"p99 {below['first_email']['p99_ms']} ms (what this machine sustains with everything on its two cores)."
+    )
     return result
