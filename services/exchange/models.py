@@ -18,7 +18,6 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     Date,
-    DateTime,
     ForeignKey,
     Index,
     Integer,
@@ -30,6 +29,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from shared.database import UtcDateTime
 from shared.outbox import messaging_tables
 
 metadata = MetaData(
@@ -91,14 +91,14 @@ class Request(Base):
     parent_request_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("requests.id"))
     approving_coordinator_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
     referral_coordinator_ids: Mapped[list[str]] = mapped_column(JSON, default=list)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    received_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    accepted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    answered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    closed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    overdue_notified_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    purged_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    sent_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    received_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    accepted_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    answered_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    closed_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    overdue_notified_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    purged_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     version: Mapped[int] = mapped_column(Integer, default=1)
 
     questions: Mapped[list[RequestQuestion]] = relationship(
@@ -137,7 +137,7 @@ class Answer(Base):
     language: Mapped[str] = mapped_column(String(2))
     personal_data: Mapped[bool] = mapped_column(Boolean)  # the question's flag, or free text
     answered_by: Mapped[uuid.UUID] = mapped_column(Uuid)
-    answered_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    answered_at: Mapped[datetime] = mapped_column(UtcDateTime)
 
 
 class Message(Base):
@@ -152,7 +152,7 @@ class Message(Base):
     language: Mapped[str] = mapped_column(String(2))
     author_user_id: Mapped[uuid.UUID] = mapped_column(Uuid)
     author_authority_id: Mapped[uuid.UUID] = mapped_column(Uuid)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
 
 
 class Attachment(Base):
@@ -166,7 +166,7 @@ class Attachment(Base):
     sha256: Mapped[str] = mapped_column(String(64))
     uploaded_by: Mapped[uuid.UUID] = mapped_column(Uuid)
     uploaded_by_authority_id: Mapped[uuid.UUID] = mapped_column(Uuid)
-    uploaded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    uploaded_at: Mapped[datetime] = mapped_column(UtcDateTime)
 
 
 class AttachmentContent(Base):
@@ -190,7 +190,7 @@ class Transition(Base):
     to_state: Mapped[str] = mapped_column(String(40))
     actor_user_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
     actor_authority_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
-    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    at: Mapped[datetime] = mapped_column(UtcDateTime)
     message_id: Mapped[int | None] = mapped_column(BigId)  # the comment given with it, while it exists
 
 
@@ -203,7 +203,7 @@ class PersonalDataRead(Base):
     request_id: Mapped[uuid.UUID] = mapped_column(Uuid, index=True)
     user_id: Mapped[uuid.UUID] = mapped_column(Uuid)
     authority_id: Mapped[uuid.UUID] = mapped_column(Uuid)
-    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    at: Mapped[datetime] = mapped_column(UtcDateTime)
 
 
 class ReferralOpinion(Base):
@@ -215,7 +215,7 @@ class ReferralOpinion(Base):
     coordinator_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
     message_id: Mapped[int | None] = mapped_column(BigId)
     given_by: Mapped[uuid.UUID] = mapped_column(Uuid)
-    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    at: Mapped[datetime] = mapped_column(UtcDateTime)
 
 
 class Purge(Base):
@@ -226,7 +226,7 @@ class Purge(Base):
     request_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
     order_id: Mapped[uuid.UUID] = mapped_column(Uuid)
     deleted: Mapped[dict[str, int]] = mapped_column(JSON)
-    purged_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    purged_at: Mapped[datetime] = mapped_column(UtcDateTime)
 
 
 class ReferenceCounter(Base):

@@ -15,7 +15,6 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
-    DateTime,
     ForeignKey,
     Index,
     Integer,
@@ -28,6 +27,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from shared.database import UtcDateTime
 from shared.outbox import messaging_tables
 
 metadata = MetaData(
@@ -136,8 +136,8 @@ class Authority(Base):
     coordinator_area: Mapped[str | None] = mapped_column(String(100))
     registered_by_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("authorities.id"))
     validated_by_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("authorities.id"))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
     # Increases with every change; consumers of the state events keep the highest they saw.
     version: Mapped[int] = mapped_column(Integer, default=1)
 
@@ -171,7 +171,7 @@ class AuthorityTranslation(Base):
     informal_name: Mapped[str] = mapped_column(String(500))
     profile: Mapped[str] = mapped_column(Text, default="")
     status: Mapped[TranslationStatus] = mapped_column(String(20))
-    translated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    translated_at: Mapped[datetime] = mapped_column(UtcDateTime)
     translated_by: Mapped[str] = mapped_column(String(100))  # a user id, or "machine"
 
     authority: Mapped[Authority] = relationship(back_populates="translations")
@@ -214,7 +214,7 @@ class AuthorityArea(Base):
     authority_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("authorities.id"), primary_key=True)
     area: Mapped[str] = mapped_column(String(100), primary_key=True)
     granted_by_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("authorities.id"))
-    granted_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    granted_at: Mapped[datetime] = mapped_column(UtcDateTime)
 
 
 class AuthorityLink(Base):
@@ -224,7 +224,7 @@ class AuthorityLink(Base):
 
     authority_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("authorities.id"), primary_key=True)
     linked_authority_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("authorities.id"), primary_key=True)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
 
 
 class RequestCoordinator(Base):
@@ -262,8 +262,8 @@ class User(Base):
     language: Mapped[str] = mapped_column(String(2))  # preferred working language (S10)
     status: Mapped[UserStatus] = mapped_column(String(20))
     digest: Mapped[bool] = mapped_column(Boolean, default=False)  # one daily summary instead of alerts
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
     version: Mapped[int] = mapped_column(Integer, default=1)
 
     roles: Mapped[list[UserRole]] = relationship(cascade="all, delete-orphan", lazy="selectin")
@@ -297,7 +297,7 @@ class Credentials(Base):
     password_is_temporary: Mapped[bool] = mapped_column(Boolean, default=True)
     security_code: Mapped[bytes | None] = mapped_column(LargeBinary)  # nonce + ciphertext
     failed_attempts: Mapped[int] = mapped_column(Integer, default=0)
-    changed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    changed_at: Mapped[datetime] = mapped_column(UtcDateTime)
 
 
 class LoginChallenge(Base):
@@ -310,8 +310,8 @@ class LoginChallenge(Base):
     positions: Mapped[list[int]] = mapped_column(JSON)
     # "code" (step two of a normal login) or "setup" (a temporary password must be replaced)
     purpose: Mapped[str] = mapped_column(String(20))
-    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    used_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
 
 class RefreshToken(Base):
@@ -323,10 +323,10 @@ class RefreshToken(Base):
     family_id: Mapped[uuid.UUID] = mapped_column(Uuid, index=True)
     user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id"), index=True)
     token_hash: Mapped[str] = mapped_column(String(128), unique=True)
-    issued_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    rotated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    issued_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    rotated_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
 
 class Invitation(Base):
@@ -339,8 +339,8 @@ class Invitation(Base):
     coordinator_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("authorities.id"))
     country: Mapped[str] = mapped_column(String(2))
     email: Mapped[str] = mapped_column(String(320))
-    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    used_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
 
 class AuditEntry(Base):
@@ -350,7 +350,7 @@ class AuditEntry(Base):
     __table_args__ = (Index("ix_audit_log_entity", "entity_type", "entity_id"),)
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)
-    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    at: Mapped[datetime] = mapped_column(UtcDateTime)
     actor_user_id: Mapped[str | None] = mapped_column(String(100))
     actor_authority_id: Mapped[str | None] = mapped_column(String(100))
     entity_type: Mapped[str] = mapped_column(String(50))
@@ -367,4 +367,4 @@ class DirectoryDocument(Base):
 
     authority_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("authorities.id"), primary_key=True)
     document: Mapped[str] = mapped_column(Text)
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime)

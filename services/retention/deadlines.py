@@ -21,8 +21,9 @@ from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.retention.models import Basis, Phase, RequestDeadline, as_utc
+from services.retention.models import Basis, Phase, RequestDeadline
 from shared.contracts.exchange import RequestChange
+from shared.database import as_utc
 from shared.settings import Settings
 
 DRAFTING = frozenset({"drafted", "rejected"})  # a draft (again): the draft period runs

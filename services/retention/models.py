@@ -7,14 +7,14 @@ counts, short codes and hashes. ``tests/retention/test_schema.py`` pins every co
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import datetime
 from enum import StrEnum
 from typing import Any, ClassVar
 
-from sqlalchemy import BigInteger, DateTime, Dialect, ForeignKey, Index, Integer, MetaData, String, Uuid, text
+from sqlalchemy import BigInteger, ForeignKey, Index, Integer, MetaData, String, Uuid, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
-from sqlalchemy.types import TypeDecorator
 
+from shared.database import UtcDateTime
 from shared.outbox import messaging_tables
 
 metadata = MetaData(
@@ -28,27 +28,6 @@ metadata = MetaData(
 messaging = messaging_tables(metadata)
 
 GENESIS_HASH = "0" * 64
-
-
-class UtcDateTime(TypeDecorator[datetime]):
-    """An instant stored in UTC and read back timezone-aware, on PostgreSQL and on SQLite alike.
-
-    SQLite keeps no offset: an instant written with another offset would compare (and hash) wrongly.
-    """
-
-    impl = DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        return as_utc(value) if value is not None else None
-
-    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        return as_utc(value) if value is not None else None
-
-
-def as_utc(value: datetime) -> datetime:
-    """``value`` in UTC; a naive instant is taken to be UTC already."""
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 class Base(DeclarativeBase):

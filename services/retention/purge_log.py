@@ -27,7 +27,8 @@ from typing import Any, Literal
 from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.retention.models import GENESIS_HASH, LogKind, PurgeLogEntry, PurgeLogHead, as_utc
+from services.retention.models import GENESIS_HASH, LogKind, PurgeLogEntry, PurgeLogHead
+from shared.database import as_utc
 
 HEAD_ID = 1
 BreakReason = Literal["missing", "content_altered", "chain_broken", "head_mismatch"]

@@ -14,10 +14,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.retention import purge_log
 from services.retention.deadlines import unsettled_deadlines
-from services.retention.models import LogKind, PurgeItem, PurgeLogEntry, PurgeOrder, RequestDeadline, as_utc
+from services.retention.models import LogKind, PurgeItem, PurgeLogEntry, PurgeOrder, RequestDeadline
 from services.retention.purge_log import LogRecord
 from shared.contracts import retention as contracts
 from shared.contracts.exchange import PersonalDataPurged
+from shared.database import as_utc
 from shared.logging import get_logger
 from shared.outbox import Messaging, UnitOfWork
 from shared.settings import Settings

@@ -8,8 +8,8 @@ Invalid input must be answered 4xx with the error body ``{"error": {"code", "mes
 the service's outbox as it was (every change of state commits an event). Odd but valid input
 (a right-to-left mark in a search, an emoji in a name) must never be a 5xx, and is kept as given.
 
-Inputs that still get a 5xx or a 2xx where a 4xx is due are bugs found by this suite and reported;
-each is a strict xfail here, so that the fix makes it fail until the mark is taken away.
+Every input here that once got a 5xx, or a 2xx where a 4xx was due, was a bug this suite found;
+each stays as a case so that it cannot come back.
 """
 
 from __future__ import annotations
@@ -61,10 +61,6 @@ def body(value: str) -> bytes:
 
 def big_json() -> bytes:
     return json.dumps({"advance": "P1D", "padding": "x" * TWO_MEGABYTES}).encode()
-
-
-def bug(reason: str) -> pytest.MarkDecorator:
-    return pytest.mark.xfail(reason=reason, strict=True)
 
 
 COMMON = [  # every service has /_dev/clock (outside production) and a JSON body there
@@ -284,11 +280,6 @@ async def test_attachment_refusals_are_documented(service: Running) -> None:
 
 
 @pytest.mark.parametrize("service", ["exchange"], indirect=True)
-@bug(
-    "on SQLite the exchange answers instants without their offset (created_at '2026-03-02T09:00:00'), "
-    "not the RFC 3339 date-time its schema documents: datetimes read back naive (shared/database.py: a "
-    "DateTime type decorator that gives UTC back, or AwareDatetime in the response models)"
-)
 async def test_the_exchange_answers_instants_with_their_offset(service: Running) -> None:
     response = await service.client.get(f"/requests/{service.id('request_id')}", headers=service.headers)
     assert response.status_code == 200, response.text
@@ -296,10 +287,6 @@ async def test_the_exchange_answers_instants_with_their_offset(service: Running)
 
 
 @pytest.mark.parametrize("service", ["registry"], indirect=True)
-@bug(
-    "on SQLite the registry's audit trail answers 'at' without its offset "
-    "(services/registry/routes/authorities.py, authority_audit)"
-)
 async def test_the_registry_audit_trail_answers_instants_with_their_offset(service: Running) -> None:
     audit = f"/authorities/{service.id('authority_id')}/audit"
     response = await service.client.get(audit, headers=service.headers)

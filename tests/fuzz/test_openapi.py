@@ -66,64 +66,10 @@ CHECKS = [
 ]
 
 
-# An RFC 3339 date-time whose offset may be missing (see NAIVE_DATETIMES in with_known_gaps).
-DATETIME_MAYBE_NAIVE = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})?$"
-ERROR_BODY = {"$ref": "#/components/schemas/ErrorBody"}
-
-
-def _documented(operation: dict[str, Any], status: str, description: str) -> None:
-    operation.setdefault("responses", {}).setdefault(
-        status, {"description": description, "content": {"application/json": {"schema": ERROR_BODY}}}
-    )
-
-
-def _date_times_maybe_naive(node: Any) -> None:
-    if isinstance(node, dict):
-        if node.get("format") == "date-time":
-            del node["format"]
-            node["pattern"] = DATETIME_MAYBE_NAIVE
-        for value in node.values():
-            _date_times_maybe_naive(value)
-    elif isinstance(node, list):
-        for value in node:
-            _date_times_maybe_naive(value)
-
-
-def with_known_gaps(document: dict[str, Any]) -> dict[str, Any]:
-    """The document with the gaps this suite found and reported, until they are fixed where they
-    are; each is reproduced by a strict xfail test in tests/fuzz/test_inputs.py, which will say
-    when it is fixed so the line here can go.
-
-    1. A body that is not UTF-8 is answered 400 ``bad_request`` (FastAPI's "There was an error
-       parsing the body", with the error body) by every operation that takes a body; the documents
-       list only 422 (shared/service.py, ``create_service_app``'s ``responses``).
-    2. ``POST /requests/{request_id}/attachments`` answers 413 ``attachment_too_large`` and 415
-       ``attachment_type_not_allowed`` but does not document them (services/exchange/routes.py,
-       ``upload_attachment``).
-    3. NAIVE_DATETIMES: on the embedded default (SQLite) the registry and the exchange answer
-       instants read back from the database without their offset (``"2026-03-02T09:00:00"``, not
-       an RFC 3339 date-time): the registry's audit trail, the exchange's ``created_at``,
-       ``sent_at``, transitions' ``at``, messages' ``created_at``… Here every date-time is checked
-       as a date-time whose offset may be missing.
-    """
-    for path, operations in document.get("paths", {}).items():
-        for method, operation in operations.items():
-            if not isinstance(operation, dict):
-                continue
-            if "requestBody" in operation:
-                _documented(operation, "400", "The body could not be read (not UTF-8)")
-            if (method, path) == ("post", "/requests/{request_id}/attachments"):
-                _documented(operation, "413", "attachment_too_large")
-                _documented(operation, "415", "attachment_type_not_allowed")
-    _date_times_maybe_naive(document.get("components", {}))
-    _date_times_maybe_naive(document.get("paths", {}))
-    return document
-
-
 def load_schema(service: str) -> Any:
     """The service's OpenAPI document as it serves it, loaded for schemathesis."""
     with tempfile.TemporaryDirectory() as data_dir:
-        document = with_known_gaps(create_app(service, settings_for(Path(data_dir))).openapi())
+        document = create_app(service, settings_for(Path(data_dir))).openapi()
     schema = schemathesis.openapi.from_dict(document, config=schemathesis.Config(seed=SEED))
     schema.config.generation.update(
         max_examples=FUZZ_EXAMPLES, deterministic=True, with_security_parameters=False, allow_extra_parameters=False
