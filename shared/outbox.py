@@ -14,7 +14,6 @@ a redelivered event finds its id there and is acknowledged without running again
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -46,6 +45,7 @@ from shared.bus.bus import EventBus
 from shared.clock import Clock
 from shared.events.envelope import Contract, Envelope, Event, EventData
 from shared.logging import causation_id_var, correlation_id_var, current_correlation_id, get_logger
+from shared.waiting import wait_set
 
 log = get_logger(__name__)
 
@@ -156,8 +156,7 @@ class OutboxRelay:
 
     async def run(self) -> None:
         while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self._poll_interval)
+            await wait_set(self._wake, self._poll_interval)
             self._wake.clear()
             try:
                 await self.drain()

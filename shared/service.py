@@ -33,6 +33,7 @@ from shared.logging import get_logger
 from shared.metrics import RequestContextMiddleware, ServiceMetrics
 from shared.outbox import Handlers, Messaging, MessagingTables, OutboxRelay, prune_messaging_tables, utcnow
 from shared.settings import Environment, Settings
+from shared.waiting import within
 
 log = get_logger(__name__)
 
@@ -139,7 +140,7 @@ class ServiceRuntime:
         self._tasks.clear()
         if self.transport.connected:
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(self.relay.drain(), 5)
+                await within(self.relay.drain(), 5)
         await self.bus.stop()
         if isinstance(self.verifier, JwksTokenVerifier):
             await self.verifier.aclose()
@@ -170,7 +171,7 @@ class ServiceRuntime:
         checks: dict[str, Any] = {}
         try:
             async with self.engine.connect() as connection:
-                await asyncio.wait_for(connection.execute(text("SELECT 1")), 3)
+                await within(connection.execute(text("SELECT 1")), 3)
             checks["database"] = "ok"
         except Exception as exc:
             checks["database"] = f"unavailable: {type(exc).__name__}"

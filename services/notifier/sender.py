@@ -14,7 +14,6 @@ nothing is dropped. A 5xx refusal marks the delivery ``failed``, for ops to see 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import uuid
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
@@ -32,6 +31,7 @@ from services.notifier.state import NotifierState, notifier
 from shared.logging import get_logger
 from shared.sealing import unseal
 from shared.service import ServiceRuntime
+from shared.waiting import wait_set
 
 log = get_logger(__name__)
 
@@ -301,8 +301,7 @@ async def deliver_mail(runtime: ServiceRuntime) -> None:
                 continue  # more may be due right now
             if not result.claimed:
                 await state.mailer.close_if_idle(IDLE_CONNECTION)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(state.wake.wait(), IDLE_POLL)
+            await wait_set(state.wake, IDLE_POLL)
     finally:
         event.remove(session_class, "after_commit", wake_after_commit)
         await state.mailer.close()

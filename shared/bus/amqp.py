@@ -31,6 +31,7 @@ from shared.bus.transport import (
     Transport,
 )
 from shared.logging import get_logger
+from shared.waiting import wait_set, within
 
 log = get_logger(__name__)
 
@@ -98,8 +99,7 @@ class AmqpTransport(Transport):
             self._supervisor = asyncio.get_running_loop().create_task(self._supervise(), name="amqp-supervisor")
 
     async def wait_connected(self, timeout: float) -> bool:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._ready.wait(), timeout)
+        await wait_set(self._ready, timeout)
         return self.connected
 
     async def stop(self) -> None:
@@ -165,7 +165,7 @@ class AmqpTransport(Transport):
         connection, self._connection = self._connection, None
         if connection is not None and not connection.is_closed:
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(connection.close(), 5)
+                await within(connection.close(), 5)
 
     # -- declarations -----------------------------------------------------------------------------
 
@@ -295,8 +295,7 @@ class AmqpTransport(Transport):
                     enough.set()
 
             await declared.consume(collect, no_ack=False)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(enough.wait(), 10)
+            await wait_set(enough, 10)
         finally:
             with contextlib.suppress(Exception):
                 await channel.close()

@@ -13,7 +13,6 @@ that is killed; production runs on RabbitMQ.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -31,6 +30,7 @@ from shared.bus.transport import (
     Topology,
     Transport,
 )
+from shared.waiting import wait_set
 
 
 class ChannelClosed(RuntimeError):
@@ -266,8 +266,7 @@ class MemoryTransport(Transport):
         self.broker.transports.discard(self)
 
     async def wait_connected(self, timeout: float) -> bool:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._connected_event.wait(), timeout)
+        await wait_set(self._connected_event, timeout)
         return self.connected
 
     def _require_connection(self) -> None:
