@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from typing import Any
 
 import aio_pika
@@ -173,7 +173,25 @@ class AmqpTransport(Transport):
         async with self._setup_lock:
             self._topologies.append(topology)
             if self._ready.is_set():
-                await self._apply(topology)
+                await self._on_live_connection(self._apply(topology), self._topologies, topology)
+
+    async def _on_live_connection(self, step: Awaitable[None], recorded: list[Any], item: Any) -> None:
+        """Run a set-up step (declaration, consumer) that is also recorded for every reconnect.
+
+        When the broker goes away meanwhile (a restart while a service starts), that is no error of
+        the caller's: the supervisor applies everything recorded once the broker is back. A refusal
+        on a live connection (a queue that exists with other arguments, say) is the caller's error,
+        and the step is forgotten so that reconnects do not repeat it."""
+        try:
+            await step
+        except Exception as exc:
+            connection = self._connection
+            if connection is not None and not connection.is_closed:
+                recorded.remove(item)
+                raise
+            log.warning("broker lost during set-up; applied again on reconnect", error=repr(exc))
+            self._ready.clear()
+            self._lost.set()
 
     async def _apply(self, topology: Topology) -> None:
         assert self._publish_channel is not None
@@ -216,7 +234,8 @@ class AmqpTransport(Transport):
         async with self._setup_lock:
             self._registrations.append((queue, callback, prefetch))
             if self._ready.is_set():
-                await self._start_consumer(queue, callback, prefetch)
+                registration = self._registrations[-1]
+                await self._on_live_connection(self._start_consumer(*registration), self._registrations, registration)
 
     async def _start_consumer(self, queue_name: str, callback: MessageCallback, prefetch: int) -> None:
         assert self._connection is not None
