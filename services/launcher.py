@@ -48,6 +48,21 @@ def _wants_smtp_sink(settings: Settings) -> bool:
     return settings.is_development and settings.smtp_host in ("127.0.0.1", "localhost")
 
 
+def server_config(service: str, settings: Settings, port: int) -> uvicorn.Config:
+    """How uvicorn serves one service: behind the proxies of IMI_FORWARDED_ALLOW_IPS only, the
+    client address is the one they forward."""
+    return uvicorn.Config(
+        create_app(service, settings),
+        host=settings.http_host,
+        port=port,
+        proxy_headers=True,
+        forwarded_allow_ips=settings.forwarded_allow_ips,
+        log_config=None,
+        access_log=False,
+        lifespan="on",
+    )
+
+
 async def run(services: Sequence[str], settings: Settings, *, run_migrations: bool, smtp_sink: bool) -> None:
     """Serve ``services`` until SIGINT or SIGTERM, then stop each one cleanly."""
     if run_migrations:
@@ -57,15 +72,7 @@ async def run(services: Sequence[str], settings: Settings, *, run_migrations: bo
     for service in services:
         # IMI_HTTP_PORT is for one service alone (a container); together they take their own ports.
         port = settings.port(service) if len(services) == 1 else DEFAULT_PORTS[service]
-        config = uvicorn.Config(
-            create_app(service, settings),
-            host=settings.http_host,
-            port=port,
-            log_config=None,
-            access_log=False,
-            lifespan="on",
-        )
-        servers.append((service, port, _Server(config)))
+        servers.append((service, port, _Server(server_config(service, settings, port))))
 
     loop = asyncio.get_running_loop()
 

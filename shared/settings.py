@@ -49,6 +49,9 @@ class Settings(BaseSettings):
 
     http_host: str = "127.0.0.1"
     http_port: int | None = None
+    # Proxies whose X-Forwarded-For / X-Forwarded-Proto are believed: the client address behind
+    # them is what the login's per-address rate limit counts (services/registry/rate_limits.py).
+    forwarded_allow_ips: str = "127.0.0.1"
 
     broker_url: str = "memory://"
     bus_namespace: str = Field(default="imi", pattern=r"^[a-z][a-z0-9_-]{0,40}$")
