@@ -12,9 +12,10 @@ Drafts are written first (not timed); then sends go out open-loop at the target 
 starts at ``t0 + i / rate`` whatever the previous ones are doing. Latency is arrival minus the
 send call's response, for the first e-mail of a request and for the last.
 
-It runs three times: with the notifier's default ``IMI_NOTIFIER_SEND_RATE`` (10 messages/s, fewer
-than the 100 e-mails/s that 50 requests/s raise), with the pace lifted (what the notifier's
-machinery does), and with the pace lifted at 20 requests/s (a load this machine sustains).
+It runs three times: with the notifier's default ``IMI_NOTIFIER_SEND_RATE`` (200 messages/s on
+average since issue #8, twice the 100 e-mails/s that 50 requests/s raise; it was 10), with the pace
+lifted (what the notifier's machinery does), and with the pace lifted at 20 requests/s (a load this
+machine sustains).
 
 Floor: the SMTP server's own acceptance latency, a message sent with raw aiosmtplib (one
 connection) at the same rate, from the call to its arrival.
@@ -124,7 +125,7 @@ async def scenario(
     first = [min(ts) - responded[ref] for ref, ts in by_reference.items()]
     last = [max(ts) - responded[ref] for ref, ts in by_reference.items()]
     return {
-        "notifier_send_rate": send_rate if send_rate is not None else "default (10)",
+        "notifier_send_rate": send_rate if send_rate is not None else f"default ({NotifierSettings().send_rate:g})",
         "requests_per_s": rate,
         "sends": len(drafts),
         "send_rate_achieved_per_s": round(achieved, 1),
@@ -210,10 +211,18 @@ async def run(infra: Infra, mode: Mode) -> Result:
         f"SMTP acceptance p50 {floor_figures['smtp_acceptance']['p50_ms']} ms, "
         f"p99 {floor_figures['smtp_acceptance']['p99_ms']} ms"
     )
-    result.notes.append(
-        "At 50 requests/s two e-mails per request are 100 e-mails/s; the notifier's default pace is 10/s, so its "
-        "queue grows for as long as the load lasts and latency grows with the length of the run."
-    )
+    default_rate = NotifierSettings().send_rate
+    if default_rate < 2 * RATE:
+        result.notes.append(
+            f"At {RATE:g} requests/s two e-mails per request are {2 * RATE:g} e-mails/s; the notifier's default pace "
+            f"is {default_rate:g}/s, so its queue grows for as long as the load lasts and latency grows with the "
+            "length of the run."
+        )
+    else:
+        result.notes.append(
+            f"At {RATE:g} requests/s two e-mails per request are {2 * RATE:g} e-mails/s, within the notifier's default "
+            f"pace of {default_rate:g}/s (a token bucket: a tenth of a second's worth may go at once)."
+        )
     if lifted_p99 is not None:
         result.notes.append(f"With the pace lifted the p99 target is {'met' if lifted_p99 < 1000 else 'missed'}.")
     result.notes.append(

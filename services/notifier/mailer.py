@@ -1,21 +1,26 @@
-"""The SMTP side: building an RFC 5322 message and handing it to the mail server with aiosmtplib.
+"""The SMTP side: writing an alert as the RFC 5322 message the server receives and handing it to the
+mail server with aiosmtplib.
 
-One connection is kept and reused across messages; a connection the server dropped is opened again
-once before a message counts as not sent. What went wrong is classified for the sender: the
-server cannot be reached (all mail waits), it answered 4xx (this message waits) or it answered 5xx
-(this message is refused for good)."""
+Connections are kept and reused across messages: one for each message in flight at once (the sender
+sends over a few in parallel when much is due). A connection the server dropped is opened again once
+before a message counts as not sent. What went wrong is classified for the sender: the server
+cannot be reached (all mail waits), it answered 4xx (this message waits) or it answered 5xx (this
+message is refused for good)."""
 
 from __future__ import annotations
 
+import base64
+import binascii
 import contextlib
 import email.policy
 import time
+import uuid
 from collections.abc import Callable
 from datetime import datetime
 from email.header import Header
 from email.headerregistry import Address
-from email.message import EmailMessage
 from email.utils import format_datetime, parseaddr
+from functools import lru_cache
 
 import aiosmtplib
 
@@ -26,8 +31,121 @@ from shared.settings import Settings, SmtpSecurity
 log = get_logger(__name__)
 
 CONNECT_TIMEOUT = 30.0
-# Bodies as quoted-printable or base64, whichever is shorter: any server takes 7-bit mail.
-SEVEN_BIT = email.policy.default.clone(cte_type="7bit")
+# RFC 5322: lines of at most 78 characters are written as they are; longer ones are encoded.
+MAX_LINE = 78
+# Bytes of UTF-8 in one encoded word of the Subject: "=?utf-8?b?" + 60 characters of base64 + "?="
+# is 72 columns, after the space that starts a folded line; the first word follows "Subject: ".
+SUBJECT_WORD = 45
+SUBJECT_FIRST_WORD = 42
+
+
+def compose(
+    email: RenderedEmail,
+    *,
+    sender: str,
+    recipient: str,
+    message_id: str,
+    language: str,
+    date: datetime,
+) -> bytes:
+    """The alert as a multipart/alternative message (plain text first, then HTML), written out as
+    the SMTP server receives it: CRLF line ends, headers folded within 78 columns, each body 7-bit
+    (as is, quoted-printable or base64, whichever is shortest), so any server takes it.
+
+    Written directly rather than through :class:`email.message.EmailMessage`, whose header parsing
+    cost more than the SMTP exchange itself (bench/findings/notifier.md); the tests read every
+    alert back with the email package. Raises ``ValueError`` for a header value with a line break."""
+    for value in (recipient, message_id, language):
+        if "\r" in value or "\n" in value:
+            raise ValueError("Header values may not contain linefeed or carriage return characters")
+    boundary = f"=_{uuid.uuid4().hex}"  # "=_" occurs in neither quoted-printable nor base64
+    head = (
+        f'Content-Type: multipart/alternative;\r\n boundary="{boundary}"\r\n'
+        "MIME-Version: 1.0\r\n"
+        f"Message-ID: {message_id}\r\n"
+        f"Date: {format_datetime(date)}\r\n"
+        f"{_from_header(sender)}"
+        f"To: {recipient}\r\n"
+        f"Subject: {encoded_subject(email.subject).replace(chr(10), chr(13) + chr(10))}\r\n"
+        f"Content-Language: {language}\r\n"
+        # RFC 3834: an automatic message; out-of-office replies should not answer it.
+        "Auto-Submitted: auto-generated\r\n"
+        "X-Auto-Response-Suppress: All\r\n"
+        "\r\n"
+    )
+    # RFC 2046: the line break before a delimiter belongs to it, not to the part's body.
+    return b"".join(
+        (
+            head.encode(),  # non-ASCII only in a non-ASCII recipient, sent with SMTPUTF8
+            f"--{boundary}\r\n".encode(),
+            _text_part("plain", email.text),
+            f"\r\n--{boundary}\r\n".encode(),
+            _text_part("html", email.html),
+            f"\r\n--{boundary}--\r\n".encode(),
+        )
+    )
+
+
+def _text_part(subtype: str, text: str) -> bytes:
+    lines = text.encode("utf-8").splitlines()
+    body = b"\r\n".join(lines) + b"\r\n"
+    if body.isascii() and all(len(line) <= MAX_LINE for line in lines):
+        encoding, encoded = "7bit", body
+    else:
+        quoted = binascii.b2a_qp(body, istext=True)
+        encoded = base64.encodebytes(body).replace(b"\n", b"\r\n")
+        encoding, encoded = ("base64", encoded) if len(quoted) > len(encoded) else ("quoted-printable", quoted)
+    header = f'Content-Type: text/{subtype}; charset="utf-8"\r\nContent-Transfer-Encoding: {encoding}\r\n\r\n'
+    return header.encode() + encoded
+
+
+@lru_cache(maxsize=16)
+def _from_header(sender: str) -> str:
+    """The From header of IMI_SMTP_FROM, encoded and folded once (a display name may be non-ASCII)."""
+    return email.policy.SMTP.fold("From", sender)
+
+
+def encoded_subject(subject: str) -> str:
+    """The Subject as folded RFC 2047 encoded words, ready to write as is (lines joined by ``\n``).
+
+    Every character, spaces included, is inside an encoded word: a reader drops the white space
+    between two words, so a space left outside them vanishes (a reader would see
+    "autoritățiașteaptă"). Each word holds whole characters of at most 45 bytes of UTF-8 in base64
+    (42 on the first line, after ``Subject: ``), so every line keeps within 78 columns. Written here
+    rather than with :class:`email.header.Header`, which took most of the time of writing a message."""
+    if subject.isascii():
+        return Header(subject, "us-ascii", header_name="Subject").encode(linesep="\n")
+    words: list[bytes] = []
+    word = bytearray()
+    budget = SUBJECT_FIRST_WORD
+    for character in subject:
+        encoded = character.encode()
+        if len(word) + len(encoded) > budget:
+            words.append(bytes(word))
+            word.clear()
+            budget = SUBJECT_WORD
+        word += encoded
+    words.append(bytes(word))
+    return "\n ".join(f"=?utf-8?b?{base64.b64encode(chunk).decode()}?=" for chunk in words)
+
+
+def envelope_sender(settings: Settings) -> str:
+    """The address of IMI_SMTP_FROM (``IMI <no-reply@imi.localhost>`` gives the part in brackets)."""
+    return _address_of(settings.smtp_from)
+
+
+@lru_cache(maxsize=16)
+def _address_of(sender: str) -> str:
+    return parseaddr(sender)[1] or sender
+
+
+@lru_cache(maxsize=4096)  # the same handlers' and authorities' addresses come again and again
+def valid_address(address: str) -> bool:
+    try:
+        parsed = Address(addr_spec=address)
+    except (ValueError, IndexError, TypeError):
+        return False
+    return bool(parsed.username and parsed.domain)
 
 
 class DeliveryError(Exception):
@@ -39,63 +157,28 @@ class DeliveryError(Exception):
         self.server_unreachable = server_unreachable
 
 
-def compose(
-    email: RenderedEmail,
-    *,
-    sender: str,
-    recipient: str,
-    message_id: str,
-    language: str,
-    date: datetime,
-) -> EmailMessage:
-    """The alert as a multipart/alternative message (plain text first, then HTML)."""
-    message = EmailMessage(policy=SEVEN_BIT)
-    message.set_content(email.text)
-    message.add_alternative(email.html, subtype="html")
-    # After the content: setting it clears every Content-* header.
-    message["Message-ID"] = message_id
-    message["Date"] = format_datetime(date)
-    message["From"] = sender
-    message["To"] = recipient
-    message.set_raw("Subject", encoded_subject(email.subject))
-    message["Content-Language"] = language
-    # RFC 3834: an automatic message; out-of-office replies should not answer it.
-    message["Auto-Submitted"] = "auto-generated"
-    message["X-Auto-Response-Suppress"] = "All"
-    return message
+class _Connection:
+    """One SMTP connection and when it last carried a message."""
 
-
-def encoded_subject(subject: str) -> str:
-    """The Subject as folded RFC 2047 encoded words, ready to write as is.
-
-    Left to the email package, a non-ASCII subject folded across two encoded words loses the space
-    between them (a reader sees "autoritățiașteaptă"); :class:`email.header.Header` keeps each space
-    inside an encoded word and folds within 78 columns, so the value is written unchanged."""
-    charset = "us-ascii" if subject.isascii() else "utf-8"
-    return Header(subject, charset, header_name="Subject").encode(linesep="\n")
-
-
-def envelope_sender(settings: Settings) -> str:
-    """The address of IMI_SMTP_FROM (``IMI <no-reply@imi.localhost>`` gives the part in brackets)."""
-    return parseaddr(settings.smtp_from)[1] or settings.smtp_from
-
-
-def valid_address(address: str) -> bool:
-    try:
-        parsed = Address(addr_spec=address)
-    except (ValueError, IndexError, TypeError):
-        return False
-    return bool(parsed.username and parsed.domain)
+    def __init__(self, smtp: aiosmtplib.SMTP) -> None:
+        self.smtp = smtp
+        self.last_used = time.monotonic()
 
 
 class Mailer:
-    """A reused SMTP connection to IMI_SMTP_HOST:IMI_SMTP_PORT with IMI_SMTP_SECURITY and credentials."""
+    """Reused SMTP connections to IMI_SMTP_HOST:IMI_SMTP_PORT with IMI_SMTP_SECURITY and credentials:
+    a message takes an idle one, or opens one when none is idle, so as many are open as messages
+    were ever in flight at once (the sender bounds that)."""
 
     def __init__(self, settings: Settings, on_connection: Callable[[bool], None] | None = None) -> None:
         self._settings = settings
-        self._smtp: aiosmtplib.SMTP | None = None
+        self._idle: list[_Connection] = []  # most recently used last
+        self._busy: set[_Connection] = set()
         self._on_connection = on_connection or (lambda _up: None)
-        self._last_used = time.monotonic()
+
+    @property
+    def open_connections(self) -> int:
+        return len(self._idle) + len(self._busy)
 
     def _client(self) -> aiosmtplib.SMTP:
         settings = self._settings
@@ -110,10 +193,7 @@ class Mailer:
             timeout=CONNECT_TIMEOUT,
         )
 
-    async def _connection(self) -> aiosmtplib.SMTP:
-        if self._smtp is not None and self._smtp.is_connected:
-            return self._smtp
-        await self.close()
+    async def _open(self) -> _Connection:
         smtp = self._client()
         try:
             await smtp.connect()
@@ -126,30 +206,49 @@ class Mailer:
                 permanent=False,
                 server_unreachable=True,
             ) from exc
-        self._smtp = smtp
         self._on_connection(True)
-        return smtp
+        return _Connection(smtp)
+
+    async def _take(self) -> tuple[_Connection, bool]:
+        """A connection for one message, and whether it was kept from an earlier one."""
+        while self._idle:
+            connection = self._idle.pop()
+            if connection.smtp.is_connected:
+                self._busy.add(connection)
+                return connection, True
+            await _quit(connection.smtp)
+        connection = await self._open()
+        self._busy.add(connection)
+        return connection, False
+
+    def _give_back(self, connection: _Connection) -> None:
+        self._busy.discard(connection)
+        connection.last_used = time.monotonic()
+        if connection.smtp.is_connected:
+            self._idle.append(connection)
 
     async def check(self) -> bool:
-        """Open the connection now (at start, so the SMTP gauge and the logs tell at once)."""
+        """Open a connection now (at start, so the SMTP gauge and the logs tell at once)."""
         try:
-            await self._connection()
+            connection, _ = await self._take()
         except DeliveryError as exc:
             log.warning("the SMTP server does not answer; mail will wait for it", error=str(exc))
             return False
+        self._give_back(connection)
         return True
 
-    async def send(self, message: EmailMessage, recipient: str) -> None:
-        """Send one message to one recipient; raise :class:`DeliveryError` when it was not accepted."""
+    async def send(self, message: bytes, recipient: str) -> None:
+        """Send one message (as :func:`compose` writes it) to one recipient; raise
+        :class:`DeliveryError` when it was not accepted."""
         if not valid_address(recipient):
             raise DeliveryError(f"not a valid e-mail address: {recipient!r}", permanent=True)
         sender = envelope_sender(self._settings)
+        # RFC 6531: an address beyond ASCII needs a server that takes SMTPUTF8.
+        options = [] if sender.isascii() and recipient.isascii() else ["SMTPUTF8"]
         for attempt in (1, 2):
-            reused = self._smtp is not None and self._smtp.is_connected
-            smtp = await self._connection()
-            self._last_used = time.monotonic()
+            connection, reused = await self._take()
             try:
-                await smtp.send_message(message, sender=sender, recipients=[recipient])
+                await connection.smtp.sendmail(sender, [recipient], message, mail_options=options)
                 return
             except aiosmtplib.SMTPRecipientsRefused as exc:
                 codes = [refusal.code for refusal in exc.recipients]
@@ -159,12 +258,12 @@ class Mailer:
             except aiosmtplib.SMTPResponseException as exc:
                 closing = exc.code == 421  # the server is shutting the connection: all mail waits
                 if closing:
-                    await self.close()
+                    await _quit(connection.smtp)
                 raise DeliveryError(
                     f"{exc.code} {exc.message}", permanent=exc.code >= 500, server_unreachable=closing
                 ) from exc
             except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError, OSError) as exc:
-                await self.close()
+                await _quit(connection.smtp)
                 if attempt == 1 and reused:
                     continue  # the kept connection had gone stale: open a new one once
                 self._on_connection(False)
@@ -173,20 +272,31 @@ class Mailer:
                 ) from exc
             except (ValueError, aiosmtplib.SMTPNotSupported) as exc:
                 raise DeliveryError(f"message not sendable: {_describe(exc)}", permanent=True) from exc
+            finally:
+                self._give_back(connection)
 
     async def close_if_idle(self, seconds: float) -> None:
-        if self._smtp is not None and time.monotonic() - self._last_used > seconds:
-            await self.close()
+        """Close the connections unused for ``seconds`` (servers drop idle ones anyway)."""
+        now = time.monotonic()
+        stale = [connection for connection in self._idle if now - connection.last_used > seconds]
+        self._idle = [connection for connection in self._idle if connection not in stale]
+        for connection in stale:
+            await _quit(connection.smtp)
 
     async def close(self) -> None:
-        smtp, self._smtp = self._smtp, None
-        if smtp is None:
-            return
-        if smtp.is_connected:
-            with contextlib.suppress(Exception):
-                await smtp.quit()
+        connections, self._idle = self._idle, []
+        connections.extend(self._busy)
+        self._busy.clear()
+        for connection in connections:
+            await _quit(connection.smtp)
+
+
+async def _quit(smtp: aiosmtplib.SMTP) -> None:
+    if smtp.is_connected:
         with contextlib.suppress(Exception):
-            smtp.close()
+            await smtp.quit()
+    with contextlib.suppress(Exception):
+        smtp.close()
 
 
 def _describe(exc: BaseException) -> str:

@@ -175,7 +175,9 @@ async def test_sending_keeps_to_the_configured_rate(tmp_path, smtp):
         await world.process(world.envelope(exchange.REQUEST_OVERDUE, world.change("r2", state="in_progress")))
         started = time.monotonic()
         assert await world.send_all() == 5
-        assert time.monotonic() - started >= 4 / 20
+        burst = notifier(world.runtime).burst  # a tenth of a second's worth may go at once
+        assert burst == 2
+        assert time.monotonic() - started >= (5 - burst) / 20
 
 
 async def test_a_temporary_password_for_a_user_not_yet_known_waits_for_the_user(world):
