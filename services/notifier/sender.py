@@ -46,9 +46,6 @@ CLAIM_BATCH = 100
 # (the pace still holds over all of them).
 CONNECTIONS = 4
 MESSAGES_PER_CONNECTION = 8
-# Outcomes are recorded, while the pass goes on, once this many wait (and all at its end): one
-# transaction for many messages, and few sent again should the sender die before recording.
-RECORD_EVERY = 25
 # A claimed row is taken over by another pass only after this long (a sender that died mid-send).
 CLAIM_LEASE = timedelta(minutes=10)
 # Seconds between looks for due mail when no commit woke the sender.
@@ -167,10 +164,12 @@ class Outcome:
 class _Pass:
     """The sending of one claim. Up to :func:`parallel_sends` workers take the deliveries in order,
     each waiting for the shared pace and sending over a connection of its own. Outcomes are recorded
-    :data:`RECORD_EVERY` at a time in one transaction while the next messages go out, the rest at
-    the end; always after the server took the mail, as before, so a crash in between sends it
-    again, with the same Message-ID, once the claim's lease has run out. At the end, or when the
-    server cannot be reached, what was not sent is given back."""
+    as a group commit: as soon as the server took a message a transaction records it, and what the
+    server takes while that transaction runs goes into the next one, so under load one transaction
+    records many messages while the window stays one commit long. Recording always follows the
+    server's acceptance: a crash in between (a SIGKILL in that window) sends those few again, with
+    the same Message-ID, once the claim's lease has run out; none is ever lost. At the end, or when
+    the server cannot be reached, what was not sent is given back."""
 
     def __init__(self, runtime: ServiceRuntime, state: NotifierState, claimed: list[Claimed], result: PassResult):
         self.runtime = runtime
@@ -200,10 +199,19 @@ class _Pass:
                 return
             # In hand: sent to the end and kept for recording even if the service stops meanwhile.
             await _uncancelled(self._send_and_keep(self.waiting.popleft()))
-            if len(self.done) >= RECORD_EVERY and (self.recording is None or self.recording.done()):
-                if self.recording is not None:
-                    self.recording.result()  # a recording that failed stops the pass (database away)
-                self.recording = asyncio.ensure_future(self._record_done())
+            self._record_soon()
+
+    def _record_soon(self) -> None:
+        """Start recording now unless a recording runs (it takes what is done when it ends)."""
+        if self.recording is not None and not self.recording.done():
+            return
+        if self.recording is not None:
+            self.recording.result()  # a recording that failed stops the pass (database away)
+        self.recording = asyncio.ensure_future(self._record_while_done())
+
+    async def _record_while_done(self) -> None:
+        while self.done:
+            await self._record_done()
 
     async def _send_and_keep(self, delivery: Claimed) -> None:
         outcome = await self._send(delivery)
