@@ -196,7 +196,7 @@ def summary_table(results: Iterable[dict[str, Any]]) -> list[str]:
     return lines
 
 
-ORDER = ["throughput", "alerts", "directory", "lists", "mail", "retention", "memory"]
+ORDER = ["throughput", "alerts", "directory", "lists", "mail", "retention", "memory", "chaos"]
 
 
 def write_results_md(directory: Path, target: Path) -> None:
