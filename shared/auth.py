@@ -76,6 +76,7 @@ class JwksTokenVerifier:
         min_refresh_interval: float = 10.0,
         leeway: float = 5.0,
         clock: Clock | None = None,
+        remember: int = 10_000,
     ) -> None:
         self._jwks_url = jwks_url
         self._issuer = issuer
@@ -88,6 +89,9 @@ class JwksTokenVerifier:
         self._leeway = leeway
         self._clock = clock
         self._lock = asyncio.Lock()
+        # token -> (principal, key id, iat, exp) of tokens whose signature and claims checked out
+        self._verified: dict[str, tuple[Principal, str, float, float]] = {}
+        self._remember = remember
 
     async def aclose(self) -> None:
         if self._owns_client:
@@ -116,6 +120,12 @@ class JwksTokenVerifier:
         return key
 
     async def verify(self, token: str) -> Principal:
+        remembered = self._verified.get(token)
+        if remembered is not None:
+            principal, signed_with, issued, expires = remembered
+            if signed_with in self._keys and self._within_lifetime(issued, expires):
+                return principal
+            del self._verified[token]  # expired, or its key left the key set: verified afresh below
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError as exc:
@@ -125,9 +135,19 @@ class JwksTokenVerifier:
             raise InvalidToken("token names no key")
         key = await self._key(key_id)
         now = self._clock.now() if self._clock else None
-        return decode_access_token(
+        claims = decode_access_claims(
             token, key, issuer=self._issuer, audience=self._audience, leeway=self._leeway, now=now
         )
+        principal = _principal(claims)
+        if len(self._verified) >= self._remember:
+            self._verified.clear()  # simpler than an LRU, and a refill costs one verification per token
+        self._verified[token] = (principal, key_id, float(claims["iat"]), float(claims["exp"]))
+        return principal
+
+    def _within_lifetime(self, issued: float, expires: float) -> bool:
+        """The checks :func:`decode_access_claims` makes of ``iat`` and ``exp``, at this moment."""
+        moment = self._clock.now().timestamp() if self._clock else time.time()
+        return expires > moment - self._leeway and issued <= moment + self._leeway
 
 
 def decode_access_token(
@@ -135,6 +155,13 @@ def decode_access_token(
 ) -> Principal:
     """Check signature, expiry (against ``now``, the service's clock, when given), issuer, audience
     and token type; return the principal."""
+    return _principal(decode_access_claims(token, key, issuer=issuer, audience=audience, leeway=leeway, now=now))
+
+
+def decode_access_claims(
+    token: str, key: Any, *, issuer: str, audience: str, leeway: float = 5.0, now: datetime | None = None
+) -> dict[str, Any]:
+    """The claims of a token that passes the checks of :func:`decode_access_token`."""
     try:
         claims = jwt.decode(
             token,
@@ -160,6 +187,10 @@ def decode_access_token(
             raise InvalidToken("the token is not yet valid")
     if claims.get("typ") != "access":
         raise InvalidToken("not an access token")
+    return claims
+
+
+def _principal(claims: dict[str, Any]) -> Principal:
     try:
         return Principal.model_validate(claims)
     except ValidationError as exc:

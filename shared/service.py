@@ -197,7 +197,9 @@ class ServiceRuntime:
                 metrics.dead_letters.set(await self.transport.message_count(self.queues.dead_letter_queue))
 
 
-def get_runtime(request: Request) -> ServiceRuntime:
+async def get_runtime(request: Request) -> ServiceRuntime:
+    # async, though it awaits nothing: FastAPI runs a plain function dependency in a worker
+    # thread, a hand-off (and a GIL round) on every request for one attribute read.
     runtime: ServiceRuntime = request.app.state.runtime
     return runtime
 

@@ -8,11 +8,13 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Any
+from functools import cached_property
+from typing import Any, cast
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import Table, delete, insert, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import joinedload
 
 from services.exchange.models import (
     Answer,
@@ -41,6 +43,10 @@ from shared.outbox import UnitOfWork
 
 MAX_FREE_TEXT = 10_000
 
+# Written with Core inserts: nothing reads these rows back in the transaction that writes them.
+TRANSITIONS = cast(Table, Transition.__table__)
+PERSONAL_DATA_READS = cast(Table, PersonalDataRead.__table__)
+
 
 def refused(message: str) -> ApiError:
     return ApiError(403, "forbidden", message)
@@ -60,11 +66,11 @@ class Caller:
 
     principal: Principal
 
-    @property
+    @cached_property
     def user_id(self) -> uuid.UUID:
         return uuid.UUID(self.principal.user_id)
 
-    @property
+    @cached_property
     def authority_id(self) -> uuid.UUID:
         return uuid.UUID(self.principal.authority_id)
 
@@ -80,7 +86,8 @@ class Caller:
 
 
 async def load_request(uow: UnitOfWork, request_id: uuid.UUID) -> Request:
-    request = await uow.session.get(Request, request_id)
+    # Its questions in the same statement: every transition and view reads them.
+    request = await uow.session.get(Request, request_id, options=[joinedload(Request.questions)])
     if request is None:
         raise ApiError(404, "not_found", "no such request", field="request_id")
     return request
@@ -91,6 +98,17 @@ async def authority(uow: UnitOfWork, authority_id: uuid.UUID | None, field: str 
     if known is None:
         raise invalid("unknown_authority", "no such authority in the directory", field)
     return known
+
+
+async def load_authorities(uow: UnitOfWork, ids: Iterable[uuid.UUID | None]) -> dict[uuid.UUID, KnownAuthority]:
+    """Several read-model authorities in one statement. While the caller holds the result,
+    ``session.get`` finds them in the session without asking the database again (the session
+    keeps only weak references to unchanged objects)."""
+    wanted = {authority_id for authority_id in ids if authority_id is not None}
+    if not wanted:
+        return {}
+    found = await uow.session.scalars(select(KnownAuthority).where(KnownAuthority.id.in_(wanted)))
+    return {known.id: known for known in found.all()}
 
 
 def question_set_of(request: Request) -> QuestionSet:
@@ -132,8 +150,10 @@ async def approving_coordinator(uow: UnitOfWork, authority_id: uuid.UUID, area: 
     known = await uow.session.get(KnownAuthority, authority_id)
     if known is None:
         return None
-    for coordinator_id in request_coordinator_ids(known, area):
-        coordinator = await uow.session.get(KnownAuthority, coordinator_id)
+    coordinator_ids = request_coordinator_ids(known, area)
+    coordinators = await load_authorities(uow, coordinator_ids)
+    for coordinator_id in coordinator_ids:
+        coordinator = coordinators.get(coordinator_id)
         if coordinator is not None and coordinator_setting(coordinator, area)[kind]:
             return coordinator_id
     return None
@@ -155,8 +175,23 @@ async def _record(
     """Invariant 5 and rule E1: the transition is recorded and published in this transaction."""
     now = uow.clock.now()
     request.version += 1
-    uow.session.add(
-        Transition(
+    await _log_transition(uow, request, action, caller, previous, now, message=message)
+    await uow.emit(contract, change_of(request, previous, caller, now))
+
+
+async def _log_transition(
+    uow: UnitOfWork,
+    request: Request,
+    action: str,
+    caller: Caller | None,
+    previous: State | None,
+    now: datetime,
+    *,
+    message: Message | None = None,
+) -> None:
+    """Invariant 5: who, when, from and to."""
+    await uow.session.execute(
+        insert(TRANSITIONS).values(
             request_id=request.id,
             action=action,
             from_state=previous,
@@ -167,7 +202,6 @@ async def _record(
             message_id=message.id if message else None,
         )
     )
-    await uow.emit(contract, change_of(request, previous, caller, now))
 
 
 def change_of(request: Request, previous: State | None, caller: Caller | None, now: datetime) -> RequestChange:
@@ -234,19 +268,25 @@ async def _move(
 
 
 async def next_reference(uow: UnitOfWork, now: datetime) -> str:
-    """``REQ-<year>-<number>``, numbered per year without gaps racing each other."""
+    """``REQ-<year>-<number>``, numbered per year without gaps racing each other.
+
+    The year's counter row stays locked until the transaction ends, and every request written
+    that year waits for it: take the number as the last step before commit."""
     dialect = uow.session.get_bind().dialect.name
-    insert = pg_insert if dialect == "postgresql" else sqlite_insert
-    await uow.session.execute(
-        insert(ReferenceCounter).values(year=now.year, last=0).on_conflict_do_nothing(index_elements=["year"])
-    )
+    upsert = pg_insert if dialect == "postgresql" else sqlite_insert
+    statement = upsert(ReferenceCounter).values(year=now.year, last=1)
     number = await uow.session.scalar(
-        update(ReferenceCounter)
-        .where(ReferenceCounter.year == now.year)
-        .values(last=ReferenceCounter.last + 1)
-        .returning(ReferenceCounter.last)
+        statement.on_conflict_do_update(index_elements=["year"], set_={"last": ReferenceCounter.last + 1}).returning(
+            ReferenceCounter.last
+        )
     )
     return f"REQ-{now.year}-{number:06d}"
+
+
+def _unnumbered(request_id: uuid.UUID) -> str:
+    """A stand-in reference, unique and never seen outside the transaction that writes the
+    request: the real number is taken just before commit (:func:`next_reference`)."""
+    return f"~{request_id.hex}"
 
 
 # -- drafting (rule E1) -----------------------------------------------------------------------------------
@@ -291,7 +331,12 @@ def _parse_date(value: Any, field: str) -> date:
 async def _check_responder(uow: UnitOfWork, caller: Caller, area: str, responder_id: uuid.UUID | None) -> None:
     if responder_id is None:
         return
-    responder = await authority(uow, responder_id, "responding_authority_id")
+    _check_responding_authority(caller, area, await authority(uow, responder_id, "responding_authority_id"))
+
+
+def _check_responding_authority(caller: Caller, area: str, responder: KnownAuthority | None) -> None:
+    if responder is None:
+        raise invalid("unknown_authority", "no such authority in the directory", "responding_authority_id")
     if responder.id == caller.authority_id:
         raise invalid(
             "responding_authority_is_requester", "a request goes to another authority", "responding_authority_id"
@@ -330,9 +375,10 @@ async def create_draft(
     _check_subject(qs, subject)
     await _check_responder(uow, caller, area, responding_authority_id)
     now = uow.clock.now()
+    request_id = uuid.uuid4()
     request = Request(
-        id=uuid.uuid4(),
-        reference=await next_reference(uow, now),
+        id=request_id,
+        reference=_unnumbered(request_id),
         area=area,
         question_set_version=qs.version,
         state=State.draft,
@@ -343,14 +389,16 @@ async def create_draft(
         reply_date=reply_date,
         created_at=now,
         referral_coordinator_ids=[],
-        version=0,
+        version=1,
     )
     request.questions = [RequestQuestion(question_id=q, position=i) for i, q in enumerate(chosen)]
     uow.session.add(request)
-    await uow.session.flush()
+    await uow.session.flush()  # the rows below refer to it, and the session does not order them after it
     _store_subject(uow, request, qs, subject)
     message = await _message(uow, request, caller, "comment", comment)
-    await _record(uow, request, events.REQUEST_DRAFTED, "drafted", caller, None, message=message)
+    await _log_transition(uow, request, "drafted", caller, None, now, message=message)
+    request.reference = await next_reference(uow, now)
+    await uow.emit(events.REQUEST_DRAFTED, change_of(request, None, caller, now))
     return request
 
 
@@ -436,7 +484,9 @@ async def send(uow: UnitOfWork, caller: Caller, request: Request) -> Request:
     qs = question_set_of(request)
     if request.responding_authority_id is None:
         raise invalid("responding_authority_missing", "choose the responding authority", "responding_authority_id")
-    await _check_responder(uow, caller, request.area, request.responding_authority_id)
+    # Both parties in one statement; held here, so approving_coordinator finds the requester in the session.
+    parties = await load_authorities(uow, (request.responding_authority_id, request.requesting_authority_id))
+    _check_responding_authority(caller, request.area, parties.get(request.responding_authority_id))
     if not request.questions:
         raise invalid("no_questions", "choose at least one question", "question_ids")
     present = set(
@@ -450,8 +500,9 @@ async def send(uow: UnitOfWork, caller: Caller, request: Request) -> Request:
         raise invalid(
             "reply_date_not_in_future", "the reply date the requester needs must be after today", "reply_date"
         )
-    request.sent_at = uow.clock.now()
     approver = await approving_coordinator(uow, request.requesting_authority_id, request.area, "approve_requests")
+    # Changed only after every read, so the request is written in one UPDATE, not flushed twice.
+    request.sent_at = uow.clock.now()
     if approver is not None:
         request.approving_coordinator_id = approver
         return await _move(
@@ -614,9 +665,10 @@ async def forward_questions(
     if len(chosen) == len(open_questions):
         raise invalid("forward_whole_request", "to hand over every question, forward the request", "question_ids")
     now = uow.clock.now()
+    child_id = uuid.uuid4()
     child = Request(
-        id=uuid.uuid4(),
-        reference=await next_reference(uow, now),
+        id=child_id,
+        reference=_unnumbered(child_id),
         area=request.area,
         question_set_version=request.question_set_version,
         state=State.awaiting_acceptance,
@@ -643,6 +695,7 @@ async def forward_questions(
             )
         )
     message = await _message(uow, child, caller, "forwarding", comment)
+    child.reference = await next_reference(uow, now)
     await _record(uow, child, events.REQUEST_RECEIVED, "received_forwarded_questions", caller, None, message=message)
     for question_id in chosen:
         open_questions[question_id].forwarded_to_request_id = child.id
@@ -979,8 +1032,8 @@ async def mark_overdue(uow: UnitOfWork, today: date) -> int:
 
 async def log_personal_data_read(uow: UnitOfWork, caller: Caller, request: Request) -> None:
     """Rule P3: each read of personal data is logged (who, which request, when)."""
-    uow.session.add(
-        PersonalDataRead(
+    await uow.session.execute(
+        insert(PERSONAL_DATA_READS).values(
             request_id=request.id, user_id=caller.user_id, authority_id=caller.authority_id, at=uow.clock.now()
         )
     )

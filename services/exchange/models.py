@@ -74,6 +74,9 @@ class Request(Base):
     __table_args__ = (
         Index("ix_requests_requesting", "requesting_authority_id", "state"),
         Index("ix_requests_responding", "responding_authority_id", "state"),
+        # The sent and received overviews, newest first (read backwards), stop after one page.
+        Index("ix_requests_requesting_created", "requesting_authority_id", "created_at", "id"),
+        Index("ix_requests_responding_created", "responding_authority_id", "created_at", "id"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)

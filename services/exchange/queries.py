@@ -10,12 +10,12 @@ from enum import StrEnum
 from typing import Any
 
 from pydantic import BaseModel
-from sqlalchemy import String, and_, cast, func, or_, select
+from sqlalchemy import ColumnElement, String, and_, case, cast, func, not_, or_, select, true
 
 from services.exchange.lifecycle import Caller
 from services.exchange.models import KnownAuthority, ReferralOpinion, Request, State
 from services.exchange.read_model import request_coordinator_ids
-from services.exchange.views import Access, Overview, overview
+from services.exchange.views import OVERVIEW_COLUMNS, Access, Overview, overview
 from shared.errors import ApiError
 from shared.outbox import UnitOfWork
 
@@ -27,107 +27,170 @@ class ActionItem(BaseModel):
     request: Overview
 
 
-async def action_list(uow: UnitOfWork, caller: Caller) -> list[ActionItem]:
-    """What awaits the caller, by role, soonest deadline first."""
+@dataclass(frozen=True)
+class ActionPage:
+    items: list[ActionItem]
+    total: int
+    page: int
+    page_size: int
+
+
+# Who acts on each action: the role named in the action list.
+ACTION_ROLES = {
+    "send_draft": "request_handler",
+    "review_answer": "request_handler",
+    "close_or_refer": "request_handler",
+    "answer_proposed_reply_date": "request_handler",
+    "allocate": "allocator",
+    "accept_or_forward": "request_handler",
+    "answer": "request_handler",
+    "approve_request": "coordinator",
+    "approve_reply": "coordinator",
+    "give_referral_opinion": "referral",
+}
+
+
+def _holds(caller: Caller, role: str) -> ColumnElement[bool]:
+    """SQL for ``caller.has(role, Request.area)``: an authority-wide role holds in every area."""
+    principal = caller.principal
+    if role in principal.authority_roles:
+        return true()
+    return Request.area.in_([area for area, roles in principal.roles.items() if role in roles])
+
+
+async def action_list(uow: UnitOfWork, caller: Caller, *, page: int = 1, page_size: int = 20) -> ActionPage:
+    """What awaits the caller, by role, soonest deadline first (rule E5), a page at a time.
+
+    The database decides which action each request awaits (the ``CASE`` below is one rule per
+    role, first match wins), sorts and pages, and returns only the overview's columns: a large
+    authority has thousands of open requests, and loading them all to show twenty is what made
+    its list take a second."""
     mine = caller.authority_id
     me = caller.user_id
-    candidates = (
-        await uow.session.scalars(
-            select(Request).where(
-                or_(
-                    and_(
-                        Request.requesting_authority_id == mine,
-                        Request.state.in_(
-                            [
-                                State.draft,
-                                State.answered,
-                                State.additional_information_refused,
-                                State.in_progress,
-                                State.awaiting_acceptance,
-                            ]
-                        ),
-                    ),
-                    and_(
-                        Request.responding_authority_id == mine,
-                        Request.state.in_(
-                            [State.awaiting_acceptance, State.in_progress, State.additional_information_requested]
-                        ),
-                    ),
-                    and_(
-                        Request.approving_coordinator_id == mine,
-                        Request.state.in_([State.awaiting_request_approval, State.awaiting_reply_approval]),
-                    ),
-                    and_(
-                        Request.state == State.referred,
-                        cast(Request.referral_coordinator_ids, String).contains(str(mine)),
-                    ),
-                )
+    own = (
+        await uow.session.execute(
+            select(KnownAuthority.allocation_enabled, KnownAuthority.kind).where(KnownAuthority.id == mine)
+        )
+    ).first()
+    allocating = bool(own and own.allocation_enabled)
+    # Rules S5, E3, E4: approving and referred coordinators are request coordinators, which the
+    # registry accepts only of a coordinator's kind. A competent authority (nearly every caller)
+    # skips those two branches, the ones that read every request awaiting approval or referred.
+    coordinating = own is None or own.kind != "competent_authority"
+    handles = _holds(caller, "request_handler")
+    # Rule E2: with allocation on, the allocated handler answers; otherwise any request handler.
+    allocated_to_me = Request.allocated_user_id == me
+    answers_here = allocated_to_me if allocating else or_(handles, allocated_to_me)
+    responding_side = [
+        (and_(Request.state == State.awaiting_acceptance, answers_here), "accept_or_forward"),
+        (and_(Request.state != State.awaiting_acceptance, answers_here), "answer"),
+    ]
+    if allocating:
+        allocate = and_(_holds(caller, "allocator"), Request.allocated_user_id.is_(None))
+        responding_side.insert(0, (allocate, "allocate"))
+    arms: list[tuple[ColumnElement[bool], Any]] = [
+        (
+            and_(Request.requesting_authority_id == mine, handles),
+            case(
+                (Request.state == State.draft, "send_draft"),
+                (Request.state == State.answered, "review_answer"),
+                (Request.state == State.additional_information_refused, "close_or_refer"),
+                (Request.proposed_reply_date.is_not(None), "answer_proposed_reply_date"),
+            ),
+        ),
+        (
+            and_(Request.responding_authority_id == mine, Request.state != State.referred),
+            case(*responding_side),
+        ),
+    ]
+    concerned = [
+        and_(
+            Request.requesting_authority_id == mine,
+            Request.state.in_(
+                [
+                    State.draft,
+                    State.answered,
+                    State.additional_information_refused,
+                    State.in_progress,
+                    State.awaiting_acceptance,
+                ]
+            ),
+        ),
+        and_(
+            Request.responding_authority_id == mine,
+            Request.state.in_([State.awaiting_acceptance, State.in_progress, State.additional_information_requested]),
+        ),
+    ]
+    if coordinating:
+        arms += _coordinator_arms(caller, handles)
+        concerned += [
+            and_(
+                Request.approving_coordinator_id == mine,
+                Request.state.in_([State.awaiting_request_approval, State.awaiting_reply_approval]),
+            ),
+            and_(
+                Request.state == State.referred,
+                cast(Request.referral_coordinator_ids, String).contains(str(mine)),
+            ),
+        ]
+    candidates = select(*OVERVIEW_COLUMNS, case(*arms).label("action")).where(or_(*concerned)).subquery()
+    awaiting = candidates.c.action.is_not(None)
+    rows = (
+        await uow.session.execute(
+            select(candidates, func.count().over().label("total"))
+            .where(awaiting)
+            .order_by(
+                candidates.c.reply_date.is_(None),
+                candidates.c.reply_date,
+                candidates.c.reference,
+                candidates.c.id,
             )
+            .offset((page - 1) * page_size)
+            .limit(page_size)
         )
     ).all()
-    responders = {
-        a.id: a
-        for a in (
-            await uow.session.scalars(
-                select(KnownAuthority).where(KnownAuthority.id.in_({r.responding_authority_id for r in candidates}))
-            )
-        ).all()
-    }
-    opinions = set(
-        (
-            await uow.session.scalars(select(ReferralOpinion.request_id).where(ReferralOpinion.coordinator_id == mine))
-        ).all()
-    )
+    if rows:
+        total = int(rows[0].total)
+    else:
+        total = int(await uow.session.scalar(select(func.count()).select_from(candidates).where(awaiting)) or 0)
     today = uow.clock.now().date()
-    items: list[ActionItem] = []
-    for request in candidates:
-        area = request.area
-        found: tuple[str, str] | None = None
-        if request.requesting_authority_id == mine and caller.has("request_handler", area):
-            if request.state == State.draft:
-                found = ("send_draft", "request_handler")
-            elif request.state == State.answered:
-                found = ("review_answer", "request_handler")
-            elif request.state == State.additional_information_refused:
-                found = ("close_or_refer", "request_handler")
-            elif request.proposed_reply_date is not None:
-                found = ("answer_proposed_reply_date", "request_handler")
-        elif request.responding_authority_id == mine and request.state != State.referred:
-            allocation = responders.get(request.responding_authority_id)
-            allocating = bool(allocation and allocation.allocation_enabled)
-            if allocating and caller.has("allocator", area) and request.allocated_user_id is None:
-                found = ("allocate", "allocator")
-            elif request.state == State.awaiting_acceptance and (
-                (not allocating and caller.has("request_handler", area)) or request.allocated_user_id == me
-            ):
-                found = ("accept_or_forward", "request_handler")
-            elif request.state != State.awaiting_acceptance and (
-                (not allocating and caller.has("request_handler", area)) or request.allocated_user_id == me
-            ):
-                found = ("answer", "request_handler")
-        elif request.approving_coordinator_id == mine and (
-            caller.has("request_handler", area) or caller.has("data_administrator", area)
-        ):
-            found = (
-                "approve_request" if request.state == State.awaiting_request_approval else "approve_reply",
-                "coordinator",
-            )
-        elif (
-            request.state == State.referred
-            and request.id not in opinions
-            and (caller.has("referral_user", area) or caller.has("request_handler", area))
-        ):
-            found = ("give_referral_opinion", "referral")
-        if found:
-            items.append(
-                ActionItem(
-                    action=found[0],
-                    role=found[1],
-                    deadline=request.reply_date,
-                    request=overview(request, Access.overview, today),
-                )
-            )
-    return sorted(items, key=lambda i: (i.deadline is None, i.deadline or date.max, i.request.reference))
+    items = [
+        ActionItem(
+            action=row.action,
+            role=ACTION_ROLES[row.action],
+            deadline=row.reply_date,
+            request=overview(row, Access.overview, today),
+        )
+        for row in rows
+    ]
+    return ActionPage(items, total, page, page_size)
+
+
+def _coordinator_arms(caller: Caller, handles: ColumnElement[bool]) -> list[tuple[ColumnElement[bool], Any]]:
+    """The action list's rules for a coordinator: approvals (E3), then referral opinions (E4, S14)."""
+    mine = caller.authority_id
+    opinion_given = (
+        select(ReferralOpinion.request_id)
+        .where(ReferralOpinion.request_id == Request.id, ReferralOpinion.coordinator_id == mine)
+        .exists()
+    )
+    return [
+        (
+            and_(
+                Request.approving_coordinator_id == mine,
+                or_(handles, _holds(caller, "data_administrator")),
+            ),
+            case((Request.state == State.awaiting_request_approval, "approve_request"), else_="approve_reply"),
+        ),
+        (
+            and_(
+                Request.state == State.referred,
+                not_(opinion_given),
+                or_(_holds(caller, "referral_user"), handles),
+            ),
+            "give_referral_opinion",
+        ),
+    ]
 
 
 class Box(StrEnum):
@@ -180,11 +243,12 @@ async def authority_overview(
     if area is not None:
         conditions.append(Request.area == area)
     total = int(await uow.session.scalar(select(func.count()).select_from(Request).where(*conditions)) or 0)
+    # Newest first; the indexes on (authority, created_at, id) serve this order read backwards.
     rows = (
-        await uow.session.scalars(
-            select(Request)
+        await uow.session.execute(
+            select(*OVERVIEW_COLUMNS)
             .where(*conditions)
-            .order_by(Request.created_at.desc(), Request.id)
+            .order_by(Request.created_at.desc(), Request.id.desc())
             .offset((page - 1) * page_size)
             .limit(page_size)
         )

@@ -18,7 +18,7 @@ from services.exchange.attachments import attach
 from services.exchange.lifecycle import Caller
 from services.exchange.models import Attachment, AttachmentContent, Request, State
 from services.exchange.question_sets import question_set, question_sets
-from services.exchange.views import Access, Overview, RequestView, access_of, detailed, overview
+from services.exchange.views import Access, Overview, RequestView, access_of, detailed, overview_fields
 from shared.auth import CurrentPrincipal
 from shared.errors import ApiError, ErrorBody
 from shared.languages import LANGUAGE_CODES
@@ -157,6 +157,13 @@ class OverviewPageOut(BaseModel):
     page_size: int
 
 
+class ActionPageOut(BaseModel):
+    items: list[queries.ActionItem]
+    total: int
+    page: int
+    page_size: int
+
+
 def _language(caller: Caller, lang: str | None) -> str:
     language = lang or caller.language
     if language not in LANGUAGE_CODES:
@@ -255,9 +262,8 @@ async def get_request(
     async with runtime.messaging.transaction() as uow:
         request, access = await _visible(uow, caller, request_id, Access.overview)
         if access == Access.overview:
-            base = overview(request, access, uow.clock.now().date())
             return RequestView(
-                **base.model_dump(),
+                **overview_fields(request, access, uow.clock.now().date()),
                 language=language,
                 allocated_user_id=None,
                 approving_coordinator_id=None,
@@ -361,9 +367,8 @@ async def forward(request_id: uuid.UUID, body: ForwardIn, runtime: Runtime, prin
 
 def overview_view(request: Request, uow: UnitOfWork) -> RequestView:
     """After handing a request on, the former responder keeps only what it may still see."""
-    base = overview(request, Access.overview, uow.clock.now().date())
     return RequestView(
-        **base.model_dump(),
+        **overview_fields(request, Access.overview, uow.clock.now().date()),
         language="en",
         allocated_user_id=None,
         approving_coordinator_id=None,
@@ -559,11 +564,17 @@ async def list_requests(
         return OverviewPageOut(items=found.items, total=found.total, page=found.page, page_size=found.page_size)
 
 
-@router.get("/actions", response_model=list[queries.ActionItem], summary="What awaits your action")
-async def my_actions(runtime: Runtime, principal: CurrentPrincipal) -> list[queries.ActionItem]:
-    """By role, soonest deadline first (rule E5)."""
+@router.get("/actions", response_model=ActionPageOut, summary="What awaits your action")
+async def my_actions(
+    runtime: Runtime,
+    principal: CurrentPrincipal,
+    page: Annotated[int, Query(ge=1, le=100_000)] = 1,
+    page_size: Annotated[int, Query(ge=1, le=100)] = 20,
+) -> ActionPageOut:
+    """By role, soonest deadline first (rule E5), a page at a time; ``total`` counts them all."""
     async with runtime.messaging.transaction() as uow:
-        return await queries.action_list(uow, Caller(principal))
+        found = await queries.action_list(uow, Caller(principal), page=page, page_size=page_size)
+        return ActionPageOut(items=found.items, total=found.total, page=found.page, page_size=found.page_size)
 
 
 @router.get("/statistics", response_model=list[queries.Figures], tags=["statistics"])

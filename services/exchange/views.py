@@ -145,29 +145,54 @@ class RequestView(Overview):
     personal_data_purged: bool
 
 
-def is_overdue(request: Request, today: date) -> bool:
+def is_overdue(request: Any, today: date) -> bool:
     unanswered = request.state in (State.awaiting_acceptance, State.in_progress, State.additional_information_requested)
     return bool(unanswered and request.reply_date and request.reply_date < today)
 
 
-def overview(request: Request, access: Access, today: date) -> Overview:
-    return Overview(
-        id=request.id,
-        reference=request.reference,
-        area=request.area,
-        state=request.state,
-        requesting_authority_id=request.requesting_authority_id,
-        responding_authority_id=request.responding_authority_id,
-        created_at=request.created_at,
-        sent_at=request.sent_at,
-        reply_date=request.reply_date,
-        proposed_reply_date=request.proposed_reply_date,
-        answered_at=request.answered_at,
-        closed_at=request.closed_at,
-        overdue=is_overdue(request, today),
-        parent_request_id=request.parent_request_id,
-        access=access,
-    )
+# What an overview shows, for Core selects that need no ORM entity (lists of many requests).
+OVERVIEW_COLUMNS = (
+    Request.id,
+    Request.reference,
+    Request.area,
+    Request.state,
+    Request.requesting_authority_id,
+    Request.responding_authority_id,
+    Request.created_at,
+    Request.sent_at,
+    Request.reply_date,
+    Request.proposed_reply_date,
+    Request.answered_at,
+    Request.closed_at,
+    Request.parent_request_id,
+)
+
+
+def overview_fields(request: Any, access: Access, today: date) -> dict[str, Any]:
+    """The fields of an :class:`Overview` of ``request`` (a :class:`Request`, or a row of
+    :data:`OVERVIEW_COLUMNS`), to build one or a :class:`RequestView` from."""
+    return {
+        "id": request.id,
+        "reference": request.reference,
+        "area": request.area,
+        "state": request.state,
+        "requesting_authority_id": request.requesting_authority_id,
+        "responding_authority_id": request.responding_authority_id,
+        "created_at": request.created_at,
+        "sent_at": request.sent_at,
+        "reply_date": request.reply_date,
+        "proposed_reply_date": request.proposed_reply_date,
+        "answered_at": request.answered_at,
+        "closed_at": request.closed_at,
+        "overdue": is_overdue(request, today),
+        "parent_request_id": request.parent_request_id,
+        "access": access,
+    }
+
+
+def overview(request: Any, access: Access, today: date) -> Overview:
+    """The overview of a loaded request, or of a row of :data:`OVERVIEW_COLUMNS`."""
+    return Overview(**overview_fields(request, access, today))
 
 
 def _label(question_type: QuestionType, options: dict[str, str], value: Any, language: str) -> Any:
@@ -184,9 +209,16 @@ async def detailed(uow: UnitOfWork, request: Request, access: Access, language: 
     """The request in ``language``: question texts and options translated, free text as written."""
     qs = question_set_of(request)
     with_personal = access == Access.full
+    # Rows, not ORM objects, below: a view only reads them, and this runs on every transition.
     answers = {
         a.question_id: a
-        for a in (await uow.session.scalars(select(Answer).where(Answer.request_id == request.id))).all()
+        for a in (
+            await uow.session.execute(
+                select(Answer.question_id, Answer.value, Answer.language, Answer.personal_data).where(
+                    Answer.request_id == request.id
+                )
+            )
+        ).all()
         if with_personal or not a.personal_data
     }
     questions = []
@@ -208,10 +240,21 @@ async def detailed(uow: UnitOfWork, request: Request, access: Access, language: 
             )
         )
     transitions = (
-        await uow.session.scalars(select(Transition).where(Transition.request_id == request.id).order_by(Transition.id))
+        await uow.session.execute(
+            select(
+                Transition.action,
+                Transition.from_state,
+                Transition.to_state,
+                Transition.actor_user_id,
+                Transition.actor_authority_id,
+                Transition.at,
+            )
+            .where(Transition.request_id == request.id)
+            .order_by(Transition.id)
+        )
     ).all()
     view = RequestView(
-        **overview(request, access, uow.clock.now().date()).model_dump(),
+        **overview_fields(request, access, uow.clock.now().date()),
         language=language,
         allocated_user_id=request.allocated_user_id,
         approving_coordinator_id=request.approving_coordinator_id,
@@ -232,13 +275,22 @@ async def detailed(uow: UnitOfWork, request: Request, access: Access, language: 
     )
     if not with_personal:
         return view
-    subject = (await uow.session.scalars(select(SubjectValue).where(SubjectValue.request_id == request.id))).all()
+    subject = (
+        await uow.session.execute(
+            select(SubjectValue.field_id, SubjectValue.value).where(SubjectValue.request_id == request.id)
+        )
+    ).all()
+    field_order = [f.id for f in qs.subject_fields]
     view.subject = [
         SubjectView(field_id=s.field_id, label=qs.subject_field(s.field_id).label_in(language), value=s.value)
-        for s in sorted(subject, key=lambda s: [f.id for f in qs.subject_fields].index(s.field_id))
+        for s in sorted(subject, key=lambda s: field_order.index(s.field_id))
     ]
     messages = (
-        await uow.session.scalars(select(Message).where(Message.request_id == request.id).order_by(Message.id))
+        await uow.session.execute(
+            select(Message.kind, Message.text, Message.language, Message.author_authority_id, Message.created_at)
+            .where(Message.request_id == request.id)
+            .order_by(Message.id)
+        )
     ).all()
     view.messages = [
         MessageView(
@@ -251,8 +303,10 @@ async def detailed(uow: UnitOfWork, request: Request, access: Access, language: 
         for m in messages
     ]
     attachments = (
-        await uow.session.scalars(
-            select(Attachment).where(Attachment.request_id == request.id).order_by(Attachment.uploaded_at)
+        await uow.session.execute(
+            select(Attachment.id, Attachment.filename, Attachment.content_type, Attachment.size, Attachment.uploaded_at)
+            .where(Attachment.request_id == request.id)
+            .order_by(Attachment.uploaded_at)
         )
     ).all()
     view.attachments = [

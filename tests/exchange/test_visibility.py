@@ -159,7 +159,7 @@ async def test_each_user_sees_what_awaits_their_action_soonest_deadline_first_ru
     late = await world.sent_request(reply_date="2026-06-01")
     soon = await world.sent_request(reply_date="2026-03-20")
     actions = (await world.call("GET", "/actions", "ro_handler")).json()
-    assert [(a["request"]["id"], a["action"]) for a in actions] == [
+    assert [(a["request"]["id"], a["action"]) for a in actions["items"]] == [
         (soon, "accept_or_forward"),
         (late, "accept_or_forward"),
     ]
@@ -167,8 +167,32 @@ async def test_each_user_sees_what_awaits_their_action_soonest_deadline_first_ru
     await world.answer_all(soon)
     await world.call("POST", f"/requests/{soon}/reply", "ro_handler", json={})
     requester = (await world.call("GET", "/actions", "ie_handler")).json()
-    assert [(a["request"]["id"], a["action"]) for a in requester] == [(soon, "review_answer")]
-    assert (await world.call("GET", "/actions", "fi_user")).json() == []
+    assert [(a["request"]["id"], a["action"]) for a in requester["items"]] == [(soon, "review_answer")]
+    assert (await world.call("GET", "/actions", "fi_user")).json() == {
+        "items": [],
+        "total": 0,
+        "page": 1,
+        "page_size": 20,
+    }
+
+
+async def test_the_action_list_comes_a_page_at_a_time_soonest_deadline_first(world):
+    dates = ["2026-05-04", "2026-03-20", "2026-04-11", "2026-03-25", "2026-06-30"]
+    ids = {date: await world.sent_request(reply_date=date) for date in dates}
+    pages = [
+        (await world.call("GET", f"/actions?page={page}&page_size=2", "ro_handler")).json() for page in (1, 2, 3, 4)
+    ]
+    assert [page["total"] for page in pages] == [5, 5, 5, 5]
+    assert [len(page["items"]) for page in pages] == [2, 2, 1, 0]
+    listed = [item["request"]["id"] for page in pages for item in page["items"]]
+    assert listed == [ids[date] for date in sorted(dates)]
+    assert [item["deadline"] for item in pages[0]["items"]] == ["2026-03-20", "2026-03-25"]
+
+
+@pytest.mark.parametrize("query", ["page=0", "page_size=0", "page_size=101", "page=x"])
+async def test_the_action_list_refuses_a_page_outside_its_limits(world, query):
+    response = await world.call("GET", f"/actions?{query}", "ro_handler")
+    assert response.status_code == 422
 
 
 async def test_sent_and_received_overviews_filter_and_paginate(world):

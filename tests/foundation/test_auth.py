@@ -4,6 +4,7 @@ Identity and access), and every route declares who may call it."""
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -13,6 +14,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi import APIRouter, Depends, FastAPI
 
 from shared.auth import InvalidToken, JwksTokenVerifier, Principal, Requires
+from shared.clock import FrozenClock
 from shared.errors import install_error_handlers
 
 ISSUER, AUDIENCE = "imi-registry", "imi"
@@ -166,3 +168,25 @@ async def test_a_route_answers_401_without_a_token_403_without_the_role_and_200_
         allowed = await client.get("/requests", params={"area": "professional_qualifications"}, headers=auth)
         assert allowed.status_code == 200
         assert allowed.json() == {"user": "user-1"}
+
+
+async def test_a_token_verified_once_is_remembered_yet_still_expires(registry):
+    clock = FrozenClock(datetime.now(UTC))
+    verifier = registry.verifier(clock=clock)
+    token = registry.token("key-1")  # valid for 300 s
+    assert (await verifier.verify(token)).user_id == "user-1"
+    assert (await verifier.verify(token)).user_id == "user-1"
+    clock.travel(timedelta(seconds=310))  # past its expiry and the 5 s leeway
+    with pytest.raises(InvalidToken):
+        await verifier.verify(token)
+
+
+async def test_a_remembered_token_is_refused_once_its_key_left_the_key_set(registry):
+    verifier = registry.verifier(min_refresh_interval=0)
+    old = registry.token("key-1")
+    await verifier.verify(old)
+    del registry.keys["key-1"]  # the registry withdraws a key
+    registry.add_key("key-2")
+    await verifier.verify(registry.token("key-2"))  # fetches the key set again
+    with pytest.raises(InvalidToken):
+        await verifier.verify(old)

@@ -121,6 +121,7 @@ PAGINATED: list[tuple[str, str, dict[str, str], str, int]] = [
     ("registry", "/authorities/{authority_id}/audit", {}, "limit", 500),
     ("exchange", "/requests", {"box": "sent"}, "page_size", 100),
     ("exchange", "/requests", {"box": "received"}, "page_size", 100),
+    ("exchange", "/actions", {}, "page_size", 100),
     ("notifier", "/deliveries", {}, "limit", 500),
     ("retention", "/retention/log", {}, "limit", 5000),
     ("retention", "/retention/purges/upcoming", {}, "limit", 1000),
