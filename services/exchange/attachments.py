@@ -8,7 +8,7 @@ import uuid
 
 import puremagic
 
-from services.exchange.lifecycle import Caller, invalid, refused
+from services.exchange.lifecycle import Caller, handles_for_a_party, invalid, refused
 from services.exchange.models import Attachment, AttachmentContent, Request, State
 from shared.errors import ApiError
 from shared.outbox import UnitOfWork
@@ -65,6 +65,8 @@ async def attach(
 ) -> Attachment:
     if not is_party:
         raise refused("only the two authorities attach documents")
+    if not handles_for_a_party(caller, request):
+        raise refused("only request handlers attach documents")
     if request.state in (State.closed, State.withdrawn) or request.purged_at is not None:
         raise ApiError(409, "transition_not_allowed", f"cannot attach to a request that is {request.state}")
     media_type = check_file(settings, filename, declared_type, content)

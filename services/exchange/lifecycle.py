@@ -131,6 +131,16 @@ def is_responding_handler(caller: Caller, request: Request, responder: KnownAuth
     return caller.has("request_handler", request.area)
 
 
+def handles_for_a_party(caller: Caller, request: Request) -> bool:
+    """Rule S9: comments and documents come from those who send and answer requests: the request
+    handlers of either authority in the request's area, and the responding side's allocators (E2)."""
+    if caller.authority_id == request.requesting_authority_id:
+        return caller.has("request_handler", request.area)
+    if caller.authority_id == request.responding_authority_id:
+        return caller.has("request_handler", request.area) or caller.has("allocator", request.area)
+    return False
+
+
 def is_allocator(caller: Caller, request: Request) -> bool:
     return caller.authority_id == request.responding_authority_id and caller.has("allocator", request.area)
 
@@ -1003,6 +1013,8 @@ async def reopen(uow: UnitOfWork, caller: Caller, request: Request, comment: str
 async def comment(uow: UnitOfWork, caller: Caller, request: Request, text: str, is_party: bool) -> Message:
     if not is_party or request.state in (State.closed, State.withdrawn):
         raise refused("only the two authorities comment on an open request")
+    if not handles_for_a_party(caller, request):
+        raise refused("only request handlers comment on a request")
     message = await _message(uow, request, caller, "comment", text)
     assert message is not None
     return message

@@ -236,7 +236,10 @@ async def authority_overview(
     access = await may_see_overview(uow, caller, authority_id)
     column = Request.requesting_authority_id if box == Box.sent else Request.responding_authority_id
     conditions = [column == authority_id]
-    if box == Box.received or access != Access.full:
+    if box == Box.received:
+        # Neither drafts nor requests awaiting the requesting side's approval have reached it (E3).
+        conditions.append(Request.state.not_in([State.draft, State.awaiting_request_approval]))
+    elif access != Access.full:
         conditions.append(Request.state != State.draft)
     if state is not None:
         conditions.append(Request.state == state)

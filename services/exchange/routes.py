@@ -287,7 +287,7 @@ async def edit_request(
 ) -> Created:
     caller = Caller(principal)
     async with runtime.messaging.transaction() as uow:
-        request = await life.load_request(uow, request_id)
+        request, _ = await _visible(uow, caller, request_id, Access.full)  # outsiders learn nothing
         await life.edit_draft(
             uow,
             caller,
@@ -302,8 +302,10 @@ async def edit_request(
 
 @router.delete("/requests/{request_id}", status_code=204, summary="Delete a draft")
 async def delete_request(request_id: uuid.UUID, runtime: Runtime, principal: CurrentPrincipal) -> Response:
+    caller = Caller(principal)
     async with runtime.messaging.transaction() as uow:
-        await life.delete_draft(uow, Caller(principal), await life.load_request(uow, request_id))
+        request, _ = await _visible(uow, caller, request_id, Access.full)  # outsiders learn nothing
+        await life.delete_draft(uow, caller, request)
     return Response(status_code=204)
 
 

@@ -45,12 +45,15 @@ async def access_of(uow: UnitOfWork, caller: Caller, request: Request) -> Access
         return Access.full
     if request.state == State.draft:
         return Access.none  # a draft is its own authority's alone
+    # Rule E3: a request awaiting its coordinator's approval has not been sent on yet; the
+    # responding side (the authority, its coordinators, its linked authorities) does not see it.
+    sent_on = request.state != State.awaiting_request_approval
     if mine == request.responding_authority_id:
-        return Access.full
+        return Access.full if sent_on else Access.none
     parties = [
         await uow.session.get(KnownAuthority, request.requesting_authority_id),
         await uow.session.get(KnownAuthority, request.responding_authority_id)
-        if request.responding_authority_id
+        if request.responding_authority_id and sent_on
         else None,
     ]
     for party in parties:

@@ -647,42 +647,12 @@ RETENTION = [
     Row("retention", "POST", "/retention/scheduler/run", "none", COMMISSION_ONLY, rules="A3, P2"),
 ]
 
-# Where the services do not yet do what the rules say: the tests expect these to fail (strict xfail,
-# so a fix shows up as an unexpected pass) and the documentation marks them. Reported, not fixed
-# here: each names the code that decides.
-_DRAFT_LEAK = (
-    "answers 403 instead of 404: PATCH/DELETE of a draft load it without the visibility check the other "
-    "routes make (services/exchange/routes.py edit_request, delete_request), so outsiders learn it exists"
-)
-_APPROVAL_LEAK = (
-    "the Irish council already sees, with its personal data, a request its coordinator has not approved "
-    "(services/exchange/views.py access_of gives the responding authority full access in "
-    "awaiting_request_approval; rule E3: it is sent on once approved)"
-)
-_BASIC_ACTS = (
-    "a user without the request handler role comments on or attaches to a request: services/exchange "
-    "checks only that the caller's authority is a party (lifecycle.comment, attachments.attach; rule S9)"
-)
-KNOWN_BUGS: dict[tuple[str, Actor], str] = {
-    **{
-        (f"exchange {method} /requests/{{request_id}} [draft]", actor): _DRAFT_LEAK
-        for method in ("PATCH", "DELETE")
-        for actor in (Actor.linked, Actor.coord_full, Actor.coord_overview, Actor.other_country, Actor.commission)
-    },
-    **{
-        (f"exchange {route} [request_awaiting_approval]", Actor.other_country): _APPROVAL_LEAK
-        for route in (
-            "GET /requests/{request_id}",
-            "POST /requests/{request_id}/approve",
-            "POST /requests/{request_id}/reject",
-        )
-    },
-    **{
-        (f"exchange POST /requests/{{request_id}}/{what} [in_progress]", actor): _BASIC_ACTS
-        for what in ("comments", "attachments")
-        for actor in (Actor.basic, Actor.other_area, Actor.lda)
-    },
-}
+# Where a service does not yet do what the rules say, (row id, actor) -> why, naming the code that
+# decides: the tests expect those cases to fail (strict xfail, so a fix shows up as an unexpected
+# pass) and the documentation marks them. None now: the three the matrix found first (a draft's
+# existence leaking on PATCH/DELETE, a request awaiting approval visible to the responding side,
+# comments and documents from users without the request handler role) are fixed in the exchange.
+KNOWN_BUGS: dict[tuple[str, Actor], str] = {}
 
 SERVICES: dict[str, list[Row]] = {
     "registry": REGISTRY,
