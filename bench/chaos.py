@@ -16,10 +16,10 @@ service killed is started again on the same port and database, as an orchestrato
 
 Lives, mixed: answered and closed; withdrawn; forwarded to another authority of the same country,
 answered and closed; answered, more information asked and refused, referred to both coordinators,
-closed by their opinions. A client retries on connection errors and 5xx. The API has no idempotency
-key: a retried transition that had committed gets 409 and the client reconciles by reading the
-request; a retried ``POST /requests`` could create a second draft, so before each retry the client
-looks among its authority's drafts for the one carrying the life's marker and adopts it.
+closed by their opinions. A client retries on connection errors and 5xx: a retried transition
+that had committed gets 409 and the client reconciles by reading the request; ``POST /requests``
+carries the life's ``Idempotency-Key``, so a retry gets the draft an earlier attempt wrote (the
+check that the exchange holds no other request proves it).
 
 Checks after settling (conditions waited on, never fixed sleeps): every request in its expected
 final state, and no other request in the exchange; every expected e-mail (derived from the
@@ -185,7 +185,7 @@ class DriveStats:
     http_calls: int = 0
     retried_calls: int = 0
     reconciled_transitions: int = 0
-    adopted_drafts: int = 0
+    retried_creations: int = 0
     errors: list[str] = field(default_factory=list)
 
 
@@ -198,12 +198,14 @@ class Client:
         self.stats = stats
         self.patience = patience
 
-    async def once(self, method: str, url: str, token: str, body: Any = None, **kw: Any) -> httpx.Response | None:
+    async def once(
+        self, method: str, url: str, token: str, body: Any = None, headers: dict[str, str] | None = None, **kw: Any
+    ) -> httpx.Response | None:
         """One attempt; None when it failed in a way worth retrying."""
         self.stats.http_calls += 1
         try:
             response = await self.http.request(
-                method, url, headers={"Authorization": f"Bearer {token}"}, json=body, **kw
+                method, url, headers={"Authorization": f"Bearer {token}", **(headers or {})}, json=body, **kw
             )
         except httpx.TransportError:
             return None
@@ -237,7 +239,6 @@ class Driver:
         self.stats = stats
         self.client = Client(stats)
         self.rng = random.Random(11)
-        self.adopted: set[str] = set()
         self.completed = 0
 
     def coordinator_user(self, authority: WorldAuthority) -> WorldUser:
@@ -276,55 +277,17 @@ class Driver:
         return await self.state_of(life) in done_when
 
     async def create(self, life: Life) -> None:
-        """``POST /requests`` has no idempotency key: before a retry, a draft carrying the life's
-        marker (its comment) is looked for and adopted, so no retry makes a second draft."""
+        """``POST /requests`` with the life's marker as its ``Idempotency-Key``: a retry after a lost
+        answer gets the draft an earlier attempt wrote, never a second one."""
         body = draft_body(random.Random(life.index), life.responder)
-        body["comment"] = f"{body['comment']} [{life.marker}]"
-        deadline = time.monotonic() + self.client.patience
-        pause = 0.2
-        while True:
-            response = await self.client.once("POST", f"{self.exchange}/requests", life.requester.token, body)
-            if response is not None:
-                if response.status_code != 201:
-                    raise DriveError(f"POST /requests: {response.status_code} {response.text[:300]}")
-                life.id, life.reference = response.json()["id"], response.json()["reference"]
-                self.adopted.add(life.id)
-                return
-            self.stats.retried_calls += 1
-            await asyncio.sleep(pause)
-            pause = min(pause * 1.5, 2.0)
-            found = await self.find_draft(life)
-            if found is not None:
-                life.id, life.reference = found
-                self.stats.adopted_drafts += 1
-                return
-            if time.monotonic() > deadline:
-                raise DriveError(f"POST /requests: no answer for {self.client.patience} s")
-
-    async def find_draft(self, life: Life) -> tuple[str, str] | None:
-        token, page = life.requester.token, 1
-        while True:
-            response, _ = await self.client.call(
-                "GET",
-                f"{self.exchange}/requests",
-                token,
-                params={"box": "sent", "state": "draft", "page": page, "page_size": 100},
-            )
-            if response.status_code != 200:
-                raise DriveError(f"listing drafts: {response.status_code} {response.text[:300]}")
-            items = response.json()["items"]
-            for item in items:
-                if item["id"] in self.adopted:
-                    continue
-                detail, _ = await self.client.call("GET", f"{self.exchange}/requests/{item['id']}", token)
-                if detail.status_code == 200 and any(
-                    life.marker in m["text"] for m in detail.json().get("messages", [])
-                ):
-                    self.adopted.add(item["id"])
-                    return item["id"], item["reference"]
-            if len(items) < 100:
-                return None
-            page += 1
+        response, retried = await self.client.call(
+            "POST", f"{self.exchange}/requests", life.requester.token, body, headers={"Idempotency-Key": life.marker}
+        )
+        if response.status_code != 201:
+            raise DriveError(f"POST /requests: {response.status_code} {response.text[:300]}")
+        life.id, life.reference = response.json()["id"], response.json()["reference"]
+        if retried:
+            self.stats.retried_creations += 1
 
     async def live(self, life: Life) -> None:
         requester, responder = life.requester, self.world.handlers_of(life.responder)[0]
@@ -934,7 +897,7 @@ async def fault_run(size: Size, tokens: Tokens | None = None) -> Report:
             "calls": stats.http_calls,
             "retried": stats.retried_calls,
             "reconciled_transitions": stats.reconciled_transitions,
-            "adopted_drafts": stats.adopted_drafts,
+            "retried_creations": stats.retried_creations,
             "lives_per_s": round(len(lives) / drive_s, 2),
         }
         figures["faults"] = [fault.__dict__ for fault in sorted(system.faults, key=lambda f: f.at_s)]

@@ -373,6 +373,7 @@ async def create_draft(
     subject: dict[str, str],
     reply_date: date | None,
     comment: str | None,
+    idempotency_key: str | None = None,
 ) -> Request:
     """Rule E1: a request handler writes a request in their own language from the area's set."""
     try:
@@ -398,6 +399,7 @@ async def create_draft(
         requester_language=caller.language,
         reply_date=reply_date,
         created_at=now,
+        idempotency_key=idempotency_key,
         referral_coordinator_ids=[],
         version=1,
     )

@@ -77,6 +77,8 @@ class Request(Base):
         # The sent and received overviews, newest first (read backwards), stop after one page.
         Index("ix_requests_requesting_created", "requesting_authority_id", "created_at", "id"),
         Index("ix_requests_responding_created", "responding_authority_id", "created_at", "id"),
+        # A retried POST /requests with the same Idempotency-Key finds the draft it wrote.
+        Index("uq_requests_idempotency", "requester_user_id", "idempotency_key", unique=True),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
@@ -103,6 +105,7 @@ class Request(Base):
     overdue_notified_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     purged_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     version: Mapped[int] = mapped_column(Integer, default=1)
+    idempotency_key: Mapped[str | None] = mapped_column(String(100))
 
     questions: Mapped[list[RequestQuestion]] = relationship(
         cascade="all, delete-orphan", lazy="selectin", order_by="RequestQuestion.position"

@@ -8,9 +8,10 @@ import uuid
 from datetime import date
 from typing import Annotated, Any
 
-from fastapi import APIRouter, File, Form, Query, Response, UploadFile
+from fastapi import APIRouter, File, Form, Header, Query, Response, UploadFile
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
 from services.exchange import lifecycle as life
 from services.exchange import queries
@@ -229,22 +230,60 @@ async def list_question_sets(principal: CurrentPrincipal, lang: Lang = None) -> 
     ]
 
 
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        min_length=1,
+        max_length=100,
+        description="Any string unique to this request of yours (a UUID, say): a retry with the same key "
+        "(after a lost response) gets the draft the first call wrote, never a second one",
+    ),
+]
+
+
+async def _written_with(uow: UnitOfWork, caller: Caller, key: str) -> Created | None:
+    found = (
+        await uow.session.execute(
+            select(Request.id, Request.reference).where(
+                Request.requester_user_id == caller.user_id, Request.idempotency_key == key
+            )
+        )
+    ).first()
+    return Created(id=found.id, reference=found.reference) if found else None
+
+
 @router.post("/requests", status_code=201, response_model=Created, summary="Write a request (a draft)")
-async def create_request(body: DraftIn, runtime: Runtime, principal: CurrentPrincipal) -> Created:
+async def create_request(
+    body: DraftIn, runtime: Runtime, principal: CurrentPrincipal, idempotency_key: IdempotencyKey = None
+) -> Created:
     """Rule E1: a request handler writes a request in their own language from the area's question set."""
     caller = Caller(principal)
+    try:
+        async with runtime.messaging.transaction() as uow:
+            if idempotency_key is not None and (earlier := await _written_with(uow, caller, idempotency_key)):
+                return earlier
+            request = await life.create_draft(
+                uow,
+                caller,
+                area=body.area,
+                responding_authority_id=body.responding_authority_id,
+                question_ids=body.question_ids,
+                subject=body.subject,
+                reply_date=body.reply_date,
+                comment=body.comment,
+                idempotency_key=idempotency_key,
+            )
+            return Created(id=request.id, reference=request.reference)
+    except IntegrityError:
+        if idempotency_key is None:
+            raise
+    # Two tries with one key at once: the other one's draft was committed first.
     async with runtime.messaging.transaction() as uow:
-        request = await life.create_draft(
-            uow,
-            caller,
-            area=body.area,
-            responding_authority_id=body.responding_authority_id,
-            question_ids=body.question_ids,
-            subject=body.subject,
-            reply_date=body.reply_date,
-            comment=body.comment,
-        )
-        return Created(id=request.id, reference=request.reference)
+        earlier = await _written_with(uow, caller, idempotency_key)
+        if earlier is None:
+            raise ApiError(409, "conflict", "the request could not be written; try again")
+        return earlier
 
 
 @router.get("/requests/{request_id}", response_model=RequestView, summary="A request, as you may see it")
