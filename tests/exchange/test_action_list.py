@@ -6,19 +6,16 @@ from __future__ import annotations
 
 import random
 import uuid
-from collections.abc import AsyncIterator
 from datetime import date, timedelta
 from typing import Any
 
-import pytest
 from sqlalchemy import select
 
 from services.exchange.lifecycle import Caller
 from services.exchange.models import KnownAuthority, ReferralOpinion, Request, State
 from services.exchange.queries import action_list
 from shared.auth import Principal
-from shared.settings import Settings
-from tests.exchange.world import PQ, START, ExchangeWorld, exchange_world
+from tests.exchange.world import PQ, START, ExchangeWorld
 
 ROLES = ["request_handler", "allocator", "referral_user", "data_administrator"]
 OTHER_AREA = "services"
@@ -137,13 +134,7 @@ def callers(world: ExchangeWorld, rng: random.Random, users: list[uuid.UUID]) ->
     return found
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-async def world(request, tmp_path, postgres) -> AsyncIterator[ExchangeWorld]:
-    settings = Settings(data_dir=tmp_path)
-    if request.param == "postgresql":
-        settings = settings.model_copy(update={"exchange_database_url": await postgres.create()})
-    async with exchange_world(settings, allocation=True) as made:
-        yield made
+WORLD_OPTIONS = {"allocation": True}  # the world fixture: tests/exchange/conftest.py
 
 
 async def test_each_caller_sees_exactly_the_actions_the_rules_give_soonest_deadline_first(world):

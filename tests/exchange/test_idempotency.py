@@ -5,25 +5,13 @@ the first call wrote, never a second one: not one after the other, not when the 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from typing import Any
 
-import pytest
 from sqlalchemy import func, select
 
 from services.exchange.models import Request
 from shared.contracts import exchange as events
-from shared.settings import Settings
-from tests.exchange.world import PQ, ExchangeWorld, exchange_world
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-async def world(request, tmp_path, postgres) -> AsyncIterator[ExchangeWorld]:
-    settings = Settings(data_dir=tmp_path)
-    if request.param == "postgresql":
-        settings = settings.model_copy(update={"exchange_database_url": await postgres.create()})
-    async with exchange_world(settings) as made:
-        yield made
+from tests.exchange.world import PQ, ExchangeWorld
 
 
 def body(world: ExchangeWorld, **overrides: Any) -> dict[str, Any]:

@@ -4,22 +4,8 @@ when many requests are written at once (the number is taken last, just before co
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-
-import pytest
 
 from shared.contracts import exchange as events
-from shared.settings import Settings
-from tests.exchange.world import ExchangeWorld, exchange_world
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-async def world(request, tmp_path, postgres) -> AsyncIterator[ExchangeWorld]:
-    settings = Settings(data_dir=tmp_path)
-    if request.param == "postgresql":
-        settings = settings.model_copy(update={"exchange_database_url": await postgres.create()})
-    async with exchange_world(settings) as made:
-        yield made
 
 
 async def test_requests_written_at_once_are_numbered_in_sequence_without_gaps_or_repeats(world):
