@@ -356,20 +356,7 @@ class Driver:
 class Service(ServiceProcess):
     """A service process whose log survives its restarts (appended, not overwritten)."""
 
-    def start(self) -> None:
-        import subprocess
-
-        from bench.infra import PYTHON, ROOT
-
-        log_file = self.log_path.open("ab")
-        self.process = subprocess.Popen(
-            [PYTHON, "-m", "services", "serve", self.service],
-            cwd=ROOT,
-            env=self.env,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-        )
-        log_file.close()
+    log_mode = "ab"
 
     def kill(self) -> None:
         if self.process is not None and self.process.poll() is None:

@@ -315,15 +315,18 @@ class ServiceProcess:
         assert self.process is not None
         return self.process.pid
 
+    # "ab" keeps the log of every start (a service restarted after a kill), "wb" the last one's.
+    log_mode = "wb"
+
     def start(self) -> None:
-        log_file = self.log_path.open("wb")
-        self.process = subprocess.Popen(
-            [PYTHON, "-m", "services", "serve", self.service],
-            cwd=ROOT,
-            env=self.env,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-        )
+        with self.log_path.open(self.log_mode) as log_file:  # the child holds its own descriptor
+            self.process = subprocess.Popen(
+                [PYTHON, "-m", "services", "serve", self.service],
+                cwd=ROOT,
+                env=self.env,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+            )
 
     async def wait_ready(self, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout

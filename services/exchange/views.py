@@ -16,7 +16,7 @@ from typing import Any
 from pydantic import BaseModel
 from sqlalchemy import select
 
-from services.exchange.lifecycle import Caller, question_set_of
+from services.exchange.lifecycle import Caller, handles_for_a_party, question_set_of
 from services.exchange.models import (
     Answer,
     Attachment,
@@ -41,15 +41,19 @@ class Access(StrEnum):
 
 async def access_of(uow: UnitOfWork, caller: Caller, request: Request) -> Access:
     mine = caller.authority_id
+    # Rules P3 and S9: of the two authorities, those who send and answer the request (request
+    # handlers, the responding side's allocators) reach its personal data; their colleagues
+    # (basic users, handlers of other areas, local data administrators) see the overview.
+    party_access = Access.full if handles_for_a_party(caller, request) else Access.overview
     if mine == request.requesting_authority_id:
-        return Access.full
+        return party_access
     if request.state == State.draft:
         return Access.none  # a draft is its own authority's alone
     # Rule E3: a request awaiting its coordinator's approval has not been sent on yet; the
     # responding side (the authority, its coordinators, its linked authorities) does not see it.
     sent_on = request.state != State.awaiting_request_approval
     if mine == request.responding_authority_id:
-        return Access.full if sent_on else Access.none
+        return party_access if sent_on else Access.none
     parties = [
         await uow.session.get(KnownAuthority, request.requesting_authority_id),
         await uow.session.get(KnownAuthority, request.responding_authority_id)

@@ -50,11 +50,24 @@ async def personal_request(world: ExchangeWorld) -> str:
 
 async def test_the_two_authorities_involved_see_everything_rule_p3(world):
     request_id = await personal_request(world)
-    for who in ("ie_handler", "ro_handler", "ro_basic"):
+    for who in ("ie_handler", "ro_handler"):
         body = (await world.call("GET", f"/requests/{request_id}", who)).json()
         assert body["access"] == "full"
         text = json.dumps(body)
         assert "Murphy-Unique-7731" in text and "Secret-Answer-5521" in text
+
+
+async def test_a_basic_user_of_an_authority_involved_sees_the_overview_only_rules_p3_s9(world):
+    """S9: a basic user "sees an overview of all requests sent and received by the authority" (the
+    guide: "o vedere de ansamblu"); the personal data are for those who send and answer them."""
+    request_id = await personal_request(world)
+    body = (await world.call("GET", f"/requests/{request_id}", "ro_basic")).json()
+    assert body["access"] == "overview"
+    text = json.dumps(body)
+    assert "Murphy-Unique-7731" not in text and "Secret-Answer-5521" not in text
+    attachment_id = (await world.call("GET", f"/requests/{request_id}", "ro_handler")).json()["attachments"][0]["id"]
+    download = await world.call("GET", f"/requests/{request_id}/attachments/{attachment_id}", "ro_basic")
+    assert download.status_code == 403
 
 
 async def test_a_coordinator_with_full_view_during_a_referral_receives_no_personal_data_from_any_endpoint_rule_p4(

@@ -56,8 +56,6 @@ ACTOR_DESCRIPTIONS: dict[Actor, str] = {
 AUTHENTICATED = tuple(a for a in Actor if a is not Actor.anonymous)
 COLLEGE = (Actor.basic, Actor.handler, Actor.other_area, Actor.allocator, Actor.lda)
 COORDINATORS = (Actor.coord_full, Actor.coord_overview)
-# Rule P3: the users of the two authorities directly involved in the request.
-PARTIES = (*COLLEGE, Actor.other_country)
 # Rule S9 (E2 with allocation on): who acts for the two authorities in the exchange.
 REQUEST_HANDLERS = (Actor.handler, Actor.allocator, Actor.other_country)
 
@@ -356,7 +354,9 @@ REGISTRY = [
 ]
 
 _SEES_REQUEST = allowed(*AUTHENTICATED, **HIDDEN_FROM_OUTSIDERS)
-_PARTY_PD = frozenset(PARTIES)
+# Rules P3 and S9: of the two authorities, those who send and answer the request reach its personal
+# data; their colleagues (basic users, handlers of other areas, data administrators) the overview.
+_PARTY_PD = frozenset(REQUEST_HANDLERS)
 
 
 def _on_request(
@@ -431,7 +431,7 @@ EXCHANGE = [
         "/requests/{request_id}",
         "request_between_others",
         allowed(*AUTHENTICATED, other_country=Outcome.hidden, commission=Outcome.hidden),
-        personal=frozenset(COLLEGE),
+        personal=frozenset({Actor.handler, Actor.allocator}),
         note="a request of another Irish authority to the college: the Irish council is no party",
         rules="P3",
     ),
@@ -441,8 +441,9 @@ EXCHANGE = [
         "/requests/{request_id}",
         "request_awaiting_approval",
         allowed(*COLLEGE, Actor.linked, *COORDINATORS, other_country=Outcome.hidden, commission=Outcome.hidden),
-        personal=frozenset(COLLEGE),
-        note="a request of the college waiting for its coordinator's approval has not reached the Irish council yet",
+        personal=frozenset({Actor.handler}),
+        note="a request of the college waiting for its coordinator's approval has not reached the Irish council yet; "
+        "on the requesting side the request handlers read it whole",
         rules="E3, P3",
     ),
     Row(
@@ -450,9 +451,9 @@ EXCHANGE = [
         "GET",
         "/requests/{request_id}/attachments/{attachment_id}",
         "attachment",
-        allowed(*PARTIES, **HIDDEN_FROM_OUTSIDERS),
+        allowed(*REQUEST_HANDLERS, **HIDDEN_FROM_OUTSIDERS),
         personal=_PARTY_PD,
-        note="an attachment is personal data: parties only",
+        note="an attachment is personal data: the parties' request handlers only",
         rules="P3, P4",
     ),
     Row(

@@ -52,9 +52,12 @@ The requests carry personal data with unique markers: the subject's name and dat
 answer to a personal-data question, free text, an attachment. For every call the test checks the
 answer's body: the markers appear where the cell says PD, and nowhere else.
 
-- **P3**: only the two authorities directly involved in an exchange reach its personal data: every
-  user of the college and of the Irish council (`GET /requests/{request_id}` answers `"access":
-  "full"`), and nobody else, the Commission included (404).
+- **P3**: only the two authorities directly involved in an exchange reach its personal data, and
+  of their users those who send and answer requests (S9): the request handlers of the area and,
+  on the responding side, its allocators (`GET /requests/{request_id}` answers `"access": "full"`).
+  Their colleagues (a basic user, a handler of another area, a local data administrator) see the
+  overview the guide gives every user (`"access": "overview"`) and download no attachment (403);
+  nobody else sees anything, the Commission included (404).
 - **P4**: the linked authority (S4) and the coordinators (S5) never see personal data. The coordinator
   with full view reads the details (questions, non-personal answers, history: `"access": "details"`),
   the other coordinator and the linked authority an overview (`"access": "overview"`); neither
