@@ -268,7 +268,17 @@ class Driver:
         if response.status_code == 409 and ambiguous and await self.happened(life, response, done_when):
             self.stats.reconciled_transitions += 1
             return
+        if response.status_code == 404 and ambiguous and path == "/forward" and await self.forwarded(life):
+            self.stats.reconciled_transitions += 1
+            return
         raise DriveError(f"{method} {path} of {life.reference}: {response.status_code} {response.text[:300]}")
+
+    async def forwarded(self, life: Life) -> bool:
+        """A forward that committed before its answer was lost takes the request out of the first
+        responder's sight (its retry gets 404); the requester sees it with the new responder."""
+        assert life.forwarded_to is not None
+        response, _ = await self.client.call("GET", f"{self.exchange}/requests/{life.id}", life.requester.token)
+        return response.status_code == 200 and response.json()["responding_authority_id"] == str(life.forwarded_to.id)
 
     async def happened(self, life: Life, refusal: httpx.Response, done_when: set[str]) -> bool:
         """Whether a step refused as a conflict had in fact been done by an earlier attempt."""
