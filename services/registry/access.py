@@ -47,26 +47,36 @@ class Actor:
         """Rule S9: a local data administrator manages their own authority's data and users."""
         return self.authority.id == authority_id and self.has(Role.local_data_administrator)
 
-    def coordinates(self, authority: Authority) -> bool:
-        """Rule A2: whether the actor's authority is a coordinator responsible for ``authority``."""
+    def coordinates(self, authority: Authority, area: str | None = None) -> bool:
+        """Rule A2: whether the actor's authority is a coordinator responsible for ``authority`` (or,
+        given ``area``, for it in that area: a delegated coordinator for an area gives it to an
+        authority of its country that does not work in it yet)."""
         mine = self.authority
         if mine.kind == AuthorityKind.commission:
             return authority.kind == AuthorityKind.national_coordinator or authority.registered_by_id == mine.id
         if not self.is_coordinator or mine.country != authority.country or mine.id == authority.id:
             return False
+        # The Commission's helpdesk (registered in Belgium) answers to no country's coordinator.
+        if authority.kind == AuthorityKind.commission:
+            return False
         if authority.registered_by_id == mine.id or mine.kind == AuthorityKind.national_coordinator:
             return True
+        # Lower coordinators coordinate competent authorities, not the other coordinators.
+        if authority.kind != AuthorityKind.competent_authority:
+            return False
         if mine.kind == AuthorityKind.super_delegated_coordinator:
             return mine.region is not None and mine.region == authority.region
         # A delegated coordinator covers one legislative area or one region.
         if mine.region is not None and mine.coordinator_area is None:
             return mine.region == authority.region
-        return mine.coordinator_area is not None and mine.coordinator_area in {a.area for a in authority.areas}
+        if mine.coordinator_area is None:
+            return False
+        return mine.coordinator_area == area or mine.coordinator_area in {a.area for a in authority.areas}
 
     def is_data_administrator_for(self, authority: Authority, area: str | None = None) -> bool:
         """Rule S13: a coordinator's data administrator (for ``area``, or for any area) managing
         an authority the coordinator is responsible for. The Commission acts for coordinators."""
-        if not self.coordinates(authority):
+        if not self.coordinates(authority, area):
             return False
         if self.is_commission:
             return self.has(Role.local_data_administrator) or self.has(Role.data_administrator, area)

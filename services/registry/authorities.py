@@ -98,6 +98,34 @@ def _may_register(actor: Actor, data: AuthorityIn) -> None:
         raise forbidden("lower coordinators are registered by the national coordinator")
 
 
+def _check_coordinator_scope(kind: AuthorityKind, data: AuthorityIn) -> None:
+    """Rule A2: a delegated coordinator covers one legislative area (and works in that area only) or
+    one region; a super-delegated coordinator covers every area of one region."""
+    if kind == AuthorityKind.delegated_coordinator:
+        if (data.coordinator_area is None) == (data.region is None):
+            raise invalid(
+                "coordinator_scope",
+                "a delegated coordinator covers one legislative area or one region",
+                "coordinator_area",
+            )
+        if data.coordinator_area is not None and set(data.areas) != {data.coordinator_area}:
+            raise invalid("coordinator_scope", "a delegated coordinator for an area works in that area only", "areas")
+    elif data.coordinator_area is not None:
+        raise invalid("coordinator_scope", "only a delegated coordinator covers a single area", "coordinator_area")
+    if kind == AuthorityKind.super_delegated_coordinator and data.region is None:
+        raise invalid("coordinator_scope", "a super-delegated coordinator covers one region", "region")
+
+
+def regional_scope(coordinator: Authority) -> str | None:
+    """The region a coordinator is limited to (rule A2): a super-delegated coordinator's, or a
+    delegated coordinator's for a region; None for one not limited to a region."""
+    if coordinator.kind == AuthorityKind.super_delegated_coordinator or (
+        coordinator.kind == AuthorityKind.delegated_coordinator and coordinator.coordinator_area is None
+    ):
+        return coordinator.region
+    return None
+
+
 async def _national_coordinator_exists(uow: UnitOfWork, country: str) -> bool:
     query = select(Authority.id).where(
         Authority.country == country,
@@ -122,10 +150,7 @@ async def create_authority(
     if data.kind == AuthorityKind.national_coordinator and await _national_coordinator_exists(uow, data.country):
         raise ApiError(409, "national_coordinator_exists", "a country has one national coordinator (rule A2)")
     kind = AuthorityKind(data.kind)
-    if kind == AuthorityKind.delegated_coordinator and (data.coordinator_area is None) == (data.region is None):
-        raise invalid(
-            "coordinator_scope", "a delegated coordinator covers one legislative area or one region", "coordinator_area"
-        )
+    _check_coordinator_scope(kind, data)
     now = uow.clock.now()
     areas = set(data.areas)
     authority = Authority(
@@ -189,6 +214,9 @@ async def register_authority(
         outside = set(data.areas) - {a.area for a in actor.authority.areas}
         if outside:
             raise forbidden(f"the coordinator does not cover {sorted(outside)}")
+        region = regional_scope(actor.authority)
+        if region is not None and data.region != region:
+            raise ApiError(403, "forbidden", f"the coordinator covers the region {region!r} only", field="region")
     status = AuthorityStatus.active if actor.is_commission else AuthorityStatus.pending_validation
     return await create_authority(uow, settings, data, actor=actor, registered_by=actor.authority, status=status)
 
@@ -528,6 +556,9 @@ async def self_register(uow: UnitOfWork, settings: Settings, token: str, data: A
     outside = set(data.areas) - {a.area for a in coordinator.areas}
     if outside:
         raise invalid("area_not_covered", f"the coordinator does not cover {sorted(outside)}", "areas")
+    region = regional_scope(coordinator)
+    if region is not None and data.region != region:
+        raise invalid("region_not_covered", f"the inviting coordinator covers the region {region!r} only", "region")
     invitation.used_at = now
     return await create_authority(
         uow, settings, data, actor=None, registered_by=coordinator, status=AuthorityStatus.pending_validation

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from datetime import UTC, timedelta
 
 import pytest
 from sqlalchemy import func, select
@@ -126,7 +127,7 @@ async def test_the_user_name_goes_to_the_administrator_only_and_the_password_onl
     assert verify_password(credentials.password_hash, password)
 
 
-async def test_a_user_name_can_be_changed_and_looked_up_by_an_administrator_only(world):
+async def test_a_user_name_can_be_changed_and_looked_up_by_an_administrator_only_rule_s11(world):
     handler = world.ids["handler"]
     renamed = await world.call("PATCH", f"/users/{handler}", "handler", json={"username": "maria.handler"})
     assert renamed.status_code == 200
@@ -177,7 +178,7 @@ async def test_bad_registration_data_gets_a_422_naming_the_field_and_writes_noth
     assert await counts(world) == before
 
 
-async def test_a_role_the_authority_cannot_hold_is_refused(world):
+async def test_a_role_the_authority_cannot_hold_is_refused_rule_s9(world):
     college_id = world.authorities["college"]
     for roles, code in (
         ([{"role": "data_administrator", "area": PQ}], "role_not_allowed"),
@@ -250,6 +251,18 @@ async def test_only_a_coordinators_data_administrator_changes_the_official_name_
     body = {"official_name": "Colegiul Medicilor Cluj (nou)"}
     assert (await world.call("PUT", url, "college_first_user", json=body)).status_code == 403
     assert (await world.call("PUT", url, "ie_coordinator", json=body)).status_code == 403
+    # A colleague at the coordinator without the data administrator role may not either.
+    colleague = await world.call(
+        "POST",
+        f"/authorities/{world.authorities['ro_coordinator']}/users",
+        "ro_coordinator",
+        json={"name": "Coordinator Colleague", "email": "colleague@anpc.example.ro", "language": "ro"},
+    )
+    world.ids["coordinator_colleague"] = colleague.json()["id"]
+    assert (await world.call("PUT", url, "coordinator_colleague", json=body)).status_code == 403
+    # Nor does the authority rename itself through its own data.
+    patched = await world.call("PATCH", f"/authorities/{world.authorities['college']}", "college_first_user", json=body)
+    assert patched.status_code == 422
     changed = await world.call("PUT", url, "ro_coordinator", json=body)
     assert changed.status_code == 200
     assert changed.json()["official_name"] == "Colegiul Medicilor Cluj (nou)"
@@ -374,7 +387,7 @@ async def test_a_coordinator_chooses_its_referral_and_approval_per_area_rules_s1
     assert foreign.status_code == 403
 
 
-async def test_passwords_are_reset_by_a_local_data_administrator_or_for_one_by_the_coordinator(world):
+async def test_passwords_are_reset_by_a_local_data_administrator_or_for_one_by_the_coordinator_rule_s13(world):
     handler = world.ids["handler"]
     assert (await world.call("POST", f"/users/{handler}/password-reset", "basic")).status_code == 403
     assert (await world.call("POST", f"/users/{handler}/password-reset", "college_first_user")).status_code == 204
@@ -449,7 +462,7 @@ async def test_a_snapshot_request_republishes_every_authority_and_user(world):
     assert len(await outbox_events(world, "registry.user.republished.v1")) == users
 
 
-async def test_an_invited_authority_registers_itself_and_awaits_validation(world):
+async def test_an_invited_authority_registers_itself_and_awaits_validation_rule_a2(world):
     invitation = await world.call("POST", "/invitations", "ro_coordinator", json={"email": "new@authority.example.ro"})
     token = invitation.json()["token"]
     body = {"token": token, "authority": college("Colegiul Medicilor Brașov")}
@@ -465,3 +478,198 @@ async def test_an_invited_authority_registers_itself_and_awaits_validation(world
         if e["data"]["id"] == registered.json()["authority"]["id"]
     ]
     assert pending[0]["data"]["registered_by"] == world.authorities["ro_coordinator"]
+
+
+async def test_an_authority_alone_keeps_its_own_data_rule_a1(world):
+    """Each authority is responsible for its own data (rule A1): its local data administrator changes
+    it; not its colleagues without that role, not another authority, not its coordinator."""
+    url = f"/authorities/{world.authorities['college']}"
+    change = {"phone": "+40 264 222 222"}
+    for who in ("handler", "basic", "national_college_first_user", "ro_coordinator", "commission"):
+        refused = await world.call("PATCH", url, who, json=change)
+        assert refused.status_code == 403, who
+    assert (await world.call("PATCH", url, "college_first_user", json=change)).json()["phone"] == "+40 264 222 222"
+    # A competent authority is national, regional or local (rule A1).
+    before = await counts(world)
+    federal = await world.call("POST", "/authorities", "ro_coordinator", json=college(level="federal"))
+    assert federal.status_code == 422
+    assert federal.json()["error"]["field"] == "body.level"  # schema errors name the body's field
+    assert await counts(world) == before
+
+
+@pytest.mark.parametrize(
+    ("change", "code", "field"),
+    [
+        ({"language": "xx"}, "unknown_language", "language"),
+        ({"email": "not-an-address"}, "invalid_request", "email"),
+        ({"roles": [{"role": "data_administrator", "area": PQ}]}, "role_not_allowed", "roles"),
+        ({"roles": [{"role": "request_handler", "area": SERVICES_AREA}]}, "area_not_granted", "roles"),
+        ({"roles": [{"role": "request_handler", "area": "fisheries"}]}, "unknown_legislative_area", "roles"),
+    ],
+)
+async def test_a_bad_user_registration_gets_a_422_naming_the_field_and_writes_nothing_rules_s9_s10(
+    world, change, code, field
+):
+    before = await counts(world)
+    body = {"name": "Ion Pop", "email": "ion.pop@cmcluj.example.ro", "language": "ro", **change}
+    response = await world.call(
+        "POST", f"/authorities/{world.authorities['college']}/users", "college_first_user", json=body
+    )
+    assert response.status_code == 422, response.text
+    error = response.json()["error"]
+    assert error["code"] == code
+    assert error["field"] in (field, f"body.{field}")  # schema errors name the body's field
+    assert await counts(world) == before
+
+
+async def test_a_role_the_actor_may_not_grant_is_refused_and_nothing_written_rule_s9(world):
+    """Only a local data administrator of the user's own authority gives roles (rule S9)."""
+    basic = world.ids["basic"]
+    grant = {"roles": [{"role": "request_handler", "area": PQ}]}
+    before = await counts(world)
+    for who in ("handler", "basic", "national_college_first_user", "ro_coordinator"):
+        response = await world.call("PUT", f"/users/{basic}/roles", who, json=grant)
+        assert response.status_code == 403, who
+        assert response.json()["error"]["code"] == "forbidden"
+    # Nor does anyone but that administrator register users for the authority.
+    for who in ("handler", "national_college_first_user", "ro_coordinator"):
+        response = await world.call(
+            "POST",
+            f"/authorities/{world.authorities['college']}/users",
+            who,
+            json={"name": "Intruder", "email": f"{who}@x.example.ro", "language": "ro", **grant},
+        )
+        assert response.status_code == 403, who
+    assert await counts(world) == before
+    async with world.registry.runtime.sessions() as session:
+        user = await session.get(User, uuid.UUID(basic))
+        assert user is not None
+        await session.refresh(user, ["roles"])
+        assert user.roles == []
+
+
+async def test_a_locked_user_reset_by_the_administrator_logs_in_with_the_old_user_name_and_a_new_code_rule_s12(world):
+    """Lost credentials and rule S12, end to end: five failures lock; the local data administrator's
+    reset sends a new temporary password; the user keeps the user name and chooses a new code."""
+    handler = world.ids["handler"]
+    username = (await world.call("GET", f"/users/{handler}/username", "college_first_user")).json()["username"]
+    client = world.registry.client
+
+    async def temporary_password(reason: str) -> str:
+        [*_, issued] = [
+            e
+            for e in await outbox_events(world, "registry.user.temporary_password_issued.v1")
+            if e["data"]["user_id"] == handler and e["data"]["reason"] == reason
+        ]
+        return unseal(world.registry.runtime.settings, issued["data"]["sealed_password"])
+
+    first_password = await temporary_password("new_user")
+    for attempt in range(5):
+        refused = await client.post("/auth/login", json={"username": username, "password": f"Wrong-{attempt}"})
+        assert refused.status_code == 401
+    locked = await client.post("/auth/login", json={"username": username, "password": first_password})
+    assert (locked.status_code, locked.json()["error"]["code"]) == (403, "account_locked")
+
+    assert (await world.call("POST", f"/users/{handler}/password-reset", "college_first_user")).status_code == 204
+    new_password = await temporary_password("reset")
+    assert new_password != first_password
+    old = await client.post("/auth/login", json={"username": username, "password": first_password})
+    assert old.status_code == 401
+    step = await client.post("/auth/login", json={"username": username, "password": new_password})
+    assert step.status_code == 200, step.text
+    assert step.json()["next"] == "setup"
+    chosen = await client.post(
+        "/auth/setup",
+        json={
+            "setup_token": step.json()["setup_token"],
+            "new_password": "Avram-Iancu-Street-1",
+            "security_code": "271828182845",
+        },
+    )
+    assert chosen.status_code == 200, chosen.text
+    again = await client.post("/auth/login", json={"username": username, "password": "Avram-Iancu-Street-1"})
+    positions = again.json()["positions"]
+    assert len(set(positions)) == 3
+    digits = {str(p): "271828182845"[p - 1] for p in positions}
+    done = await client.post("/auth/login/code", json={"challenge_id": again.json()["challenge_id"], "digits": digits})
+    assert done.status_code == 200, done.text
+    assert done.json()["access_token"] and done.json()["refresh_token"]
+
+
+async def test_links_and_full_view_reach_the_other_services_in_the_authoritys_state_rules_s4_s5_p4(world):
+    """The exchange shows linked authorities and coordinators a view without personal data (P4), and
+    request details only to coordinators with full view: the authority's events tell it who they are."""
+    college_id = world.authorities["college"]
+    national_college = world.authorities["national_college"]
+    await world.call(
+        "POST", f"/authorities/{college_id}/links", "college_first_user", json={"linked_authority_id": national_college}
+    )
+    cluj = await world.call(
+        "POST",
+        "/authorities",
+        "ro_coordinator",
+        json=college("Coordonatorul IMI Cluj", kind="delegated_coordinator"),
+    )
+    cluj_id = cluj.json()["authority"]["id"]
+    await world.call("POST", f"/authorities/{cluj_id}/validate", "ro_coordinator")
+    granted = await world.call(
+        "PUT",
+        f"/authorities/{college_id}/request-coordinators",
+        "college_first_user",
+        json={"area": PQ, "coordinator_id": cluj_id, "full_view": True},
+    )
+    assert granted.status_code == 200, granted.text
+    [*_, latest] = [
+        e for e in await outbox_events(world, "registry.authority.updated.v1") if e["data"]["id"] == college_id
+    ]
+    assert latest["data"]["links"] == [national_college]
+    by_coordinator = {rc["coordinator_id"]: rc["full_view"] for rc in latest["data"]["request_coordinators"]}
+    assert by_coordinator == {world.authorities["ro_coordinator"]: False, cluj_id: True}
+
+
+async def test_every_change_to_a_user_and_its_roles_is_audited_with_who_when_and_what(world):
+    basic = world.ids["basic"]
+    lda = world.ids["college_first_user"]
+    world.registry.clock.travel(timedelta(minutes=7))
+    when = world.registry.clock.now()
+    roles = [{"role": "request_handler", "area": PQ}]
+    assert (await world.call("PUT", f"/users/{basic}/roles", "college_first_user", json={"roles": roles})).is_success
+    assert (await world.call("PATCH", f"/users/{basic}", "basic", json={"phone": "+40 700 000 000"})).is_success
+    assert (await world.call("POST", f"/users/{basic}/password-reset", "college_first_user")).is_success
+    assert (await world.call("POST", f"/users/{basic}/deactivate", "college_first_user")).is_success
+    async with world.registry.runtime.sessions() as session:
+        entries = (
+            await session.scalars(
+                select(AuditEntry)
+                .where(AuditEntry.entity_type == "user", AuditEntry.entity_id == basic, AuditEntry.at >= when)
+                .order_by(AuditEntry.id)
+            )
+        ).all()
+    assert [(e.action, e.actor_user_id) for e in entries] == [
+        ("roles_changed", lda),
+        ("updated", basic),
+        ("password_reset", lda),
+        ("deactivated", lda),
+    ]
+    assert entries[0].changes == {"roles": roles}
+    assert entries[1].changes == {"phone": "+40 700 000 000"}
+    assert all(e.at.replace(tzinfo=UTC) == when for e in entries)
+
+
+async def test_an_authority_is_shown_in_the_callers_preferred_language_unless_another_is_asked_rules_s1_s10(world):
+    college_id = world.authorities["college"]
+    english = {"informal_name": "Regional college of physicians of Cluj", "profile": "Recognition of doctors."}
+    await world.call("PUT", f"/authorities/{college_id}/translations/en", "commission", json=english)
+    await world.call("PATCH", f"/users/{world.ids['handler']}", "handler", json={"language": "en"})
+    shown = (await world.call("GET", f"/authorities/{college_id}", "handler")).json()["shown"]
+    assert (shown["language"], shown["informal_name"], shown["status"]) == ("en", english["informal_name"], "current")
+    shown = (await world.call("GET", f"/authorities/{college_id}", "basic")).json()["shown"]  # prefers Romanian
+    assert (shown["language"], shown["status"]) == ("ro", "original")
+    shown = (await world.call("GET", f"/authorities/{college_id}?lang=en", "basic")).json()["shown"]
+    assert shown["informal_name"] == english["informal_name"]
+    bad = await world.call("GET", f"/authorities/{college_id}?lang=xx", "basic")
+    assert (bad.status_code, bad.json()["error"]["code"], bad.json()["error"]["field"]) == (
+        422,
+        "unknown_language",
+        "lang",
+    )

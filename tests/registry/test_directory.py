@@ -339,6 +339,18 @@ async def test_results_come_in_the_callers_language_and_say_when_they_fall_back_
     assert (romanian.informal_name, romanian.language, romanian.translated) == ("Colegiul Medicilor Cluj", "ro", True)
 
 
+async def test_without_a_language_asked_results_come_in_the_callers_preferred_one_rule_s1(directory: Directory):
+    """The test caller is a Finnish user (FixedVerifier): Vienna's chamber has no Finnish translation."""
+    response = await directory.client.get("/directory/authorities", params={"q": "arztekammer"}, headers=TOKEN)
+    [shown] = DirectoryPage.model_validate(response.json()).items
+    assert (shown.informal_name, shown.language, shown.translated) == ("Ärztekammer Wien", "de", False)
+    response = await directory.client.get(
+        "/directory/authorities", params={"q": "arztekammer", "lang": "en"}, headers=TOKEN
+    )
+    [english] = DirectoryPage.model_validate(response.json()).items
+    assert (english.informal_name, english.language, english.translated) == ("Vienna Medical Chamber", "en", True)
+
+
 async def test_filters_by_country_region_level_and_legislative_area_combine_rule_s1(directory: Directory, find: Find):
     assert set(directory.keys(await find(country="AT"))) == {"wien", "graz"}
     assert directory.keys(await find(country="RO", level="national")) == ["ministry"]

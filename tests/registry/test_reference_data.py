@@ -11,10 +11,14 @@ import pytest
 
 from services.registry import reference
 from shared.languages import LANGUAGES, SOURCE_LANGUAGE
+from shared.reference import LEGISLATIVE_AREAS_FILE
 
 REFERENCE_DIR = Path(reference.__file__).parent
-DATA_FILES = sorted(REFERENCE_DIR.rglob("*.json"))
-FILE_IDS = [str(path.relative_to(REFERENCE_DIR)) for path in DATA_FILES]
+# The legislative areas live in shared/reference (the notifier names them too): checked like the rest.
+DATA_FILES = [*sorted(REFERENCE_DIR.rglob("*.json")), LEGISLATIVE_AREAS_FILE]
+FILE_IDS = [
+    path.name if path == LEGISLATIVE_AREAS_FILE else str(path.relative_to(REFERENCE_DIR)) for path in DATA_FILES
+]
 CODE = re.compile(r"^[a-z][a-z0-9]*(_[a-z0-9]+)*$")
 
 EU_MEMBER_STATES = {

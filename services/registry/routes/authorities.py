@@ -47,7 +47,21 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 
 router = APIRouter(tags=["authorities"], responses=ERRORS)
 
-Lang = Annotated[str, Query(min_length=2, max_length=2, description="language to show names and profiles in")]
+Lang = Annotated[
+    str | None,
+    Query(
+        min_length=2,
+        max_length=2,
+        description="language to show informal names and profiles in; by default the caller's preferred language",
+    ),
+]
+
+
+def shown_language(lang: str | None, actor: Actor) -> str:
+    """The language asked for, else the signed-in user's preferred working language (rule S10)."""
+    language = lang or actor.user.language
+    check_language(language, "lang")
+    return language
 
 
 class AuthorityCreated(BaseModel):
@@ -132,12 +146,13 @@ async def validate_authority(authority_id: uuid.UUID, runtime: Runtime, principa
 
 @router.get("/authorities/{authority_id}", response_model=AuthorityOut, summary="An authority, in your language")
 async def get_authority(
-    authority_id: uuid.UUID, runtime: Runtime, principal: CurrentPrincipal, lang: Lang = "en"
+    authority_id: uuid.UUID, runtime: Runtime, principal: CurrentPrincipal, lang: Lang = None
 ) -> AuthorityOut:
-    check_language(lang, "lang")
+    if lang is not None:
+        check_language(lang, "lang")
     async with runtime.messaging.transaction() as uow:
-        await load_actor(uow, principal)
-        return authority_out(await authorities.get_authority(uow, authority_id), lang)
+        actor = await load_actor(uow, principal)
+        return authority_out(await authorities.get_authority(uow, authority_id), shown_language(lang, actor))
 
 
 @router.patch("/authorities/{authority_id}", response_model=AuthorityOut, summary="Update the authority's data")
@@ -305,14 +320,16 @@ async def list_coordinators(
     runtime: Runtime,
     principal: CurrentPrincipal,
     country: Annotated[str, Query(min_length=2, max_length=2)],
-    lang: Lang = "en",
+    lang: Lang = None,
 ) -> list[AuthorityOut]:
-    check_language(lang, "lang")
+    if lang is not None:
+        check_language(lang, "lang")
     async with runtime.messaging.transaction() as uow:
-        await load_actor(uow, principal)
+        actor = await load_actor(uow, principal)
+        language = shown_language(lang, actor)
         found = await uow.session.scalars(
             select(Authority).where(
                 Authority.country == country.upper(), Authority.kind != AuthorityKind.competent_authority
             )
         )
-        return [authority_out(a, lang) for a in found]
+        return [authority_out(a, language) for a in found]

@@ -12,7 +12,7 @@ from services.registry.models import Level
 from services.registry.reference import countries, legislative_areas
 from shared.auth import CurrentPrincipal
 from shared.errors import ApiError, ErrorBody
-from shared.languages import LANGUAGE_CODES
+from shared.languages import LANGUAGE_CODES, SOURCE_LANGUAGE
 from shared.service import Runtime
 
 router = APIRouter(tags=["directory"])
@@ -27,19 +27,23 @@ router = APIRouter(tags=["directory"])
         "names of keywords and legislative areas in all 26 languages; accent- and case-insensitive; "
         "every word is matched as the start of a word and all must match. Filters combine with AND. "
         "Only active authorities. Results are ranked (a name match first), or listed by informal name "
-        "without text, and shown in `lang` where a translation exists (`translated: false` otherwise)."
+        "without text, and shown in `lang` (by default the caller's preferred language) where a "
+        "translation exists (`translated: false` otherwise)."
     ),
     responses={401: {"model": ErrorBody, "description": "No valid access token"}},
 )
 async def search_authorities(
     runtime: Runtime,
-    _: CurrentPrincipal,
+    principal: CurrentPrincipal,
     q: Annotated[str | None, Query(max_length=200, description="Words to find, in any language")] = None,
     country: Annotated[str | None, Query(description="An EEA country code, e.g. AT")] = None,
     region: Annotated[str | None, Query(max_length=200, description="The region, exactly as registered")] = None,
     level: Annotated[Level | None, Query(description="national, regional or local")] = None,
     area: Annotated[str | None, Query(description="A legislative area code, e.g. services")] = None,
-    lang: Annotated[str, Query(description="The language to show results in (one of the 26)")] = "en",
+    lang: Annotated[
+        str | None,
+        Query(description="The language to show results in (one of the 26); by default the caller's preferred one"),
+    ] = None,
     page: Annotated[int, Query(ge=1, le=100_000)] = 1,
     page_size: Annotated[int, Query(ge=1, le=100)] = 20,
 ) -> DirectoryPage:
@@ -49,6 +53,9 @@ async def search_authorities(
             raise ApiError(422, "unknown_country", "country must be the code of an EEA country", field="country")
     if area is not None and area not in {a.code for a in legislative_areas()}:
         raise ApiError(422, "unknown_legislative_area", "area must be a legislative area code", field="area")
+    if lang is None:
+        # The token carries the user's preferred working language (rule S10).
+        lang = principal.language if principal.language in LANGUAGE_CODES else SOURCE_LANGUAGE
     lang = lang.lower()
     if lang not in LANGUAGE_CODES:
         raise ApiError(422, "unknown_language", "lang must be one of the 26 working languages", field="lang")
