@@ -1022,15 +1022,23 @@ async def comment(uow: UnitOfWork, caller: Caller, request: Request, text: str, 
     return message
 
 
+# Sent on and not answered yet: a reply waiting for its coordinator's approval (rule E3) has not
+# reached the requester either.
+UNANSWERED = (
+    State.awaiting_acceptance,
+    State.in_progress,
+    State.awaiting_reply_approval,
+    State.additional_information_requested,
+)
+
+
 async def mark_overdue(uow: UnitOfWork, today: date) -> int:
     """Requests past their reply date without an answer: one event each, for reminders."""
     due = (
         await uow.session.scalars(
             select(Request)
             .where(
-                Request.state.in_(
-                    [State.awaiting_acceptance, State.in_progress, State.additional_information_requested]
-                ),
+                Request.state.in_(UNANSWERED),
                 Request.reply_date < today,
                 Request.overdue_notified_at.is_(None),
             )

@@ -13,7 +13,7 @@ from pydantic import BaseModel
 from sqlalchemy import ColumnElement, String, and_, case, cast, func, not_, or_, select, true
 
 from services.exchange.lifecycle import Caller
-from services.exchange.models import KnownAuthority, ReferralOpinion, Request, State
+from services.exchange.models import KnownAuthority, ReferralOpinion, Request, State, Transition
 from services.exchange.read_model import request_coordinator_ids
 from services.exchange.views import OVERVIEW_COLUMNS, Access, Overview, overview
 from shared.errors import ApiError
@@ -278,15 +278,28 @@ class Figures(BaseModel):
 
 
 async def statistics(uow: UnitOfWork, group_by: GroupBy, area: str | None) -> list[Figures]:
-    query = select(
-        Request.area,
-        Request.requesting_authority_id,
-        Request.responding_authority_id,
-        Request.received_at,
-        Request.accepted_at,
-        Request.answered_at,
-        Request.reply_date,
-    ).where(Request.received_at.is_not(None))
+    """Days to answer and punctuality count the first answer: a later answer to a request for
+    additional information (rule E4) does not make the first one late. It is read from the
+    transitions, which a purge keeps."""
+    first_answer = (
+        select(Transition.request_id, func.min(Transition.at).label("answered_at"))
+        .where(Transition.to_state == State.answered)
+        .group_by(Transition.request_id)
+        .subquery()
+    )
+    query = (
+        select(
+            Request.area,
+            Request.requesting_authority_id,
+            Request.responding_authority_id,
+            Request.received_at,
+            Request.accepted_at,
+            first_answer.c.answered_at,
+            Request.reply_date,
+        )
+        .outerjoin(first_answer, first_answer.c.request_id == Request.id)
+        .where(Request.received_at.is_not(None))
+    )
     if area is not None:
         query = query.where(Request.area == area)
     rows = (await uow.session.execute(query)).all()

@@ -5,9 +5,13 @@ module decides who may do what to which request."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from datetime import date
+from functools import partial
 from typing import Annotated, Any
 
+import httpx
 from fastapi import APIRouter, File, Form, Header, Query, Response, UploadFile
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from sqlalchemy import select
@@ -18,14 +22,18 @@ from services.exchange import queries
 from services.exchange.attachments import attach
 from services.exchange.lifecycle import Caller
 from services.exchange.models import Attachment, AttachmentContent, Request, State
-from services.exchange.question_sets import question_set, question_sets
+from services.exchange.question_sets import QuestionType, question_set, question_sets
 from services.exchange.views import Access, Overview, RequestView, access_of, detailed, overview_fields
 from shared.auth import CurrentPrincipal
 from shared.errors import ApiError, ErrorBody
 from shared.languages import LANGUAGE_CODES
+from shared.logging import get_logger
 from shared.outbox import UnitOfWork
 from shared.service import Runtime
-from shared.translation import configured_translator
+from shared.settings import Settings
+from shared.translation import HttpMachineTranslator, MachineTranslator
+
+log = get_logger(__name__)
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorBody, "description": "No valid access token"},
@@ -312,12 +320,51 @@ async def get_request(
                 personal_data_purged=request.purged_at is not None,
             )
         view = await _view(uow, caller, request, language)
-    translator = configured_translator(runtime.settings) if translate_free_text else None
-    if translator is not None and view.messages:
-        for message in view.messages:
-            if message.language != language:
-                [message.translation] = await translator.translate([message.text], message.language, language)
+    if translate_free_text:
+        async with free_text_translator(runtime.settings) as translator:
+            if translator is not None:
+                await translate_free_text_of(view, language, translator)
     return view
+
+
+@asynccontextmanager
+async def free_text_translator(settings: Settings) -> AsyncIterator[MachineTranslator | None]:
+    """The configured machine-translation service (none when ``IMI_MACHINE_TRANSLATION_URL`` is
+    unset), its connections closed after the call."""
+    if settings.machine_translation_url is None:
+        yield None
+        return
+    async with httpx.AsyncClient(timeout=30) as client:
+        yield HttpMachineTranslator(
+            settings.machine_translation_url, api_key=settings.machine_translation_api_key, client=client
+        )
+
+
+async def translate_free_text_of(view: RequestView, language: str, translator: MachineTranslator) -> None:
+    """Rule E1: free text (messages and free-text answers) stays as written; a machine translation
+    into the reader's language is added beside it. Only text the reader already sees is sent, one
+    call per source language; a failing service leaves the text as written, never a 5xx."""
+    pending: dict[str, list[tuple[str, Callable[[str], None]]]] = {}
+    for message in view.messages or []:
+        if message.language != language:
+            pending.setdefault(message.language, []).append((message.text, partial(setattr, message, "translation")))
+    for question in view.questions:
+        if (
+            question.type == QuestionType.FREE_TEXT
+            and isinstance(question.answer, str)
+            and question.answer_language not in (None, language)
+        ):
+            pending.setdefault(str(question.answer_language), []).append(
+                (question.answer, partial(setattr, question, "answer_translation"))
+            )
+    for source, items in pending.items():
+        try:
+            translated = await translator.translate([text for text, _ in items], source, language)
+        except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
+            log.warning("machine translation unavailable; free text shown as written", error=type(exc).__name__)
+            continue
+        for (_, keep), translation in zip(items, translated, strict=True):
+            keep(translation)
 
 
 @router.patch("/requests/{request_id}", response_model=Created, summary="Edit a draft")

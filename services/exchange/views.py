@@ -16,7 +16,7 @@ from typing import Any
 from pydantic import BaseModel
 from sqlalchemy import select
 
-from services.exchange.lifecycle import Caller, handles_for_a_party, question_set_of
+from services.exchange.lifecycle import UNANSWERED, Caller, handles_for_a_party, question_set_of
 from services.exchange.models import (
     Answer,
     Attachment,
@@ -103,6 +103,7 @@ class QuestionView(BaseModel):
     answer: Any | None = None
     answer_label: str | list[str] | None = None
     answer_language: str | None = None
+    answer_translation: str | None = None  # of a free-text answer, on request (machine translation)
 
 
 class SubjectView(BaseModel):
@@ -153,7 +154,7 @@ class RequestView(Overview):
 
 
 def is_overdue(request: Any, today: date) -> bool:
-    unanswered = request.state in (State.awaiting_acceptance, State.in_progress, State.additional_information_requested)
+    unanswered = request.state in UNANSWERED
     return bool(unanswered and request.reply_date and request.reply_date < today)
 
 

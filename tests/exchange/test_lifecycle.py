@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import func, select
 
 from services.exchange.lifecycle import mark_overdue
-from services.exchange.models import PersonalDataRead, Request, Transition
+from services.exchange.models import Message, PersonalDataRead, Request, Transition
 from services.exchange.question_sets import question_set
 from shared.settings import Settings
 from tests.exchange.world import PQ, ExchangeWorld, exchange_world
@@ -123,7 +123,7 @@ async def test_only_request_handlers_of_the_area_write_requests(world):
     assert response.status_code == 403
 
 
-async def test_a_draft_is_edited_and_deleted_only_while_it_is_a_draft(world):
+async def test_a_draft_is_edited_and_deleted_only_while_it_is_a_draft_rule_e1(world):
     request_id = await world.draft()
     edited = await world.call("PATCH", f"/requests/{request_id}", "ie_handler", json={"reply_date": "2026-05-01"})
     assert edited.status_code == 200
@@ -264,7 +264,7 @@ async def test_answers_of_every_type_are_checked(world):
     assert unanswered.json()["error"]["code"] == "questions_unanswered"
 
 
-async def test_the_responder_forwards_to_an_authority_of_its_country_and_loses_sight_of_the_request(world):
+async def test_the_responder_forwards_to_an_authority_of_its_country_and_loses_sight_of_it_rules_e1_p3(world):
     request_id = await world.sent_request()
     abroad = await world.call(
         "POST",
@@ -288,7 +288,7 @@ async def test_the_responder_forwards_to_an_authority_of_its_country_and_loses_s
     assert event["data"]["responding_authority_id"] == str(world.authorities["ro_other"])
 
 
-async def test_some_questions_are_forwarded_as_a_request_of_their_own(world):
+async def test_some_questions_are_forwarded_as_a_request_of_their_own_rule_e1(world):
     request_id = await world.accepted_request()
     response = await world.call(
         "POST",
@@ -310,7 +310,7 @@ async def test_some_questions_are_forwarded_as_a_request_of_their_own(world):
     ] == "answered"
 
 
-async def test_another_reply_date_is_proposed_and_the_requester_agrees_or_not(world):
+async def test_another_reply_date_is_proposed_and_the_requester_agrees_rule_e1(world):
     request_id = await world.sent_request()
     proposed = await world.call(
         "POST",
@@ -392,7 +392,7 @@ async def test_a_delegated_referral_is_answered_by_the_coordinators_referral_use
         assert given.status_code == 200
 
 
-async def test_the_requester_accepts_the_answer_and_closes(world):
+async def test_the_requester_accepts_the_answer_and_closes_rule_e1(world):
     request_id = await world.answered_request()
     closed = await world.call("POST", f"/requests/{request_id}/close", "ie_handler", json={})
     assert closed.json()["state"] == "closed"
@@ -401,7 +401,7 @@ async def test_the_requester_accepts_the_answer_and_closes(world):
     assert event["data"]["closed_at"] is not None
 
 
-async def test_the_requester_withdraws_before_acceptance_and_not_after(world):
+async def test_the_requester_withdraws_before_acceptance_and_not_after_rule_e1(world):
     request_id = await world.sent_request()
     withdrawn = await world.call("POST", f"/requests/{request_id}/withdraw", "ie_handler", json={})
     assert withdrawn.json()["state"] == "withdrawn"
@@ -427,15 +427,20 @@ async def test_a_transition_not_allowed_from_the_current_state_changes_nothing(w
         assert await session.scalar(select(func.count()).select_from(Transition)) == before
 
 
-async def test_every_transition_is_recorded_with_who_when_from_and_to_and_published(world):
+async def test_every_transition_is_recorded_with_who_when_from_to_and_comment_and_published_invariant_5(world):
     request_id = await world.answered_request()
-    await world.call("POST", f"/requests/{request_id}/close", "ie_handler", json={})
+    await world.call("POST", f"/requests/{request_id}/close", "ie_handler", json={"comment": "Thank you."})
     async with world.runtime.sessions() as session:
         rows = (
             await session.scalars(
                 select(Transition).where(Transition.request_id == uuid.UUID(request_id)).order_by(Transition.id)
             )
         ).all()
+        comments = {
+            t.action: (await session.get(Message, t.message_id)).text  # type: ignore[union-attr]
+            for t in rows
+            if t.message_id is not None
+        }
     steps = [(t.action, t.from_state, t.to_state) for t in rows]
     assert steps == [
         ("drafted", None, "draft"),
@@ -445,6 +450,8 @@ async def test_every_transition_is_recorded_with_who_when_from_and_to_and_publis
         ("closed", "answered", "closed"),
     ]
     assert all(t.actor_user_id and t.at for t in rows)
+    assert {t.actor_user_id for t in rows[3:]} == {world.users["ro_handler"], world.users["ie_handler"]}
+    assert comments == {"drafted": "Please check the diploma of this doctor.", "closed": "Thank you."}
     published = [e["type"] for e in await world.events() if e["type"].startswith("exchange.request")]
     assert published == [
         "exchange.request.drafted.v1",
@@ -455,7 +462,7 @@ async def test_every_transition_is_recorded_with_who_when_from_and_to_and_publis
     ]
 
 
-async def test_personal_data_never_enter_events(world):
+async def test_personal_data_never_enter_events_rules_p3_p4(world):
     request_id = await world.answered_request()
     await world.call("POST", f"/requests/{request_id}/comments", "ie_handler", json={"comment": "Secret-Note-9182"})
     everything = json.dumps(await world.events())
@@ -463,7 +470,7 @@ async def test_personal_data_never_enter_events(world):
         assert secret not in everything
 
 
-async def test_a_request_past_its_reply_date_is_overdue_once(world):
+async def test_a_request_past_its_reply_date_is_overdue_once_rule_e1(world):
     request_id = await world.accepted_request()
     world.clock.travel(timedelta(days=31))
     async with world.runtime.messaging.transaction() as uow:
@@ -474,9 +481,178 @@ async def test_a_request_past_its_reply_date_is_overdue_once(world):
     assert (await world.call("GET", f"/requests/{request_id}", "ie_handler")).json()["overdue"] is True
 
 
-async def test_a_closed_request_is_reopened_for_more_information(world):
+async def test_a_closed_request_is_reopened_for_more_information_rule_e4(world):
     request_id = await world.answered_request()
     await world.call("POST", f"/requests/{request_id}/close", "ie_handler", json={})
     reopened = await world.call("POST", f"/requests/{request_id}/reopen", "ie_handler", json={"comment": "One more."})
     assert reopened.json()["state"] == "additional_information_requested"
     assert reopened.json()["closed_at"] is None
+
+
+async def test_the_responding_authority_accepts_committing_to_answer_every_question_rule_e1(world):
+    request_id = await world.sent_request()
+    for outsider in ("ie_handler", "ro_basic", "linked_user"):
+        refused = await world.call("POST", f"/requests/{request_id}/accept", outsider)
+        assert refused.status_code == 403, outsider
+    accepted = await world.call("POST", f"/requests/{request_id}/accept", "ro_handler")
+    assert accepted.json()["state"] == "in_progress"
+    [event] = await world.events("exchange.request.accepted.v1")
+    assert event["data"]["actor_user_id"] == str(world.users["ro_handler"])
+    again = await world.call("POST", f"/requests/{request_id}/accept", "ro_handler2")
+    assert again.json()["error"]["code"] == "transition_not_allowed"
+    # Committed to every question: the reply waits until each has its answer.
+    await world.call(
+        "PUT", f"/requests/{request_id}/answers", "ro_handler", json={"answers": {"pq.sanctions.any": "no"}}
+    )
+    partial = await world.call("POST", f"/requests/{request_id}/reply", "ro_handler", json={})
+    assert partial.json()["error"] == {**partial.json()["error"], "code": "questions_unanswered", "field": "answers"}
+
+
+async def test_the_responder_forwards_to_the_coordinator_of_its_country_which_answers_it_rules_e1_s5(world):
+    request_id = await world.sent_request()
+    forwarded = await world.call(
+        "POST",
+        f"/requests/{request_id}/forward",
+        "ro_handler",
+        json={"authority_id": str(world.authorities["ro_coordinator"]), "comment": "Not competent."},
+    )
+    assert forwarded.status_code == 200, forwarded.text
+    seen = (await world.call("GET", f"/requests/{request_id}", "ro_coord_user")).json()
+    assert seen["access"] == "full" and seen["responding_authority_id"] == str(world.authorities["ro_coordinator"])
+    assert (await world.call("POST", f"/requests/{request_id}/accept", "ro_coord_user")).json()["state"] == (
+        "in_progress"
+    )
+
+
+async def test_a_forward_to_an_authority_without_the_area_is_refused_and_changes_nothing_rule_e1(world):
+    from shared.contracts.registry import AUTHORITY_UPDATED
+
+    await world.add_authority("ro_services_only", "RO")
+    state = world.authority_state["ro_services_only"].model_copy(update={"areas": ["services"], "version": 2})
+    await world.deliver(AUTHORITY_UPDATED, state)
+    request_id = await world.sent_request()
+    for target, code in (("ro_services_only", "responding_authority_lacks_area"), ("ro_college", "forward_to_party")):
+        refused = await world.call(
+            "POST",
+            f"/requests/{request_id}/forward",
+            "ro_handler",
+            json={"authority_id": str(world.authorities[target])},
+        )
+        assert refused.status_code == 422 and refused.json()["error"]["code"] == code
+    assert (await world.call("GET", f"/requests/{request_id}", "ro_handler")).json()["state"] == "awaiting_acceptance"
+    assert await world.events("exchange.request.forwarded.v1") == []
+
+
+async def test_a_proposed_reply_date_the_requester_refuses_leaves_the_agreed_date_rule_e1(world):
+    request_id = await world.sent_request()
+    await world.call(
+        "POST", f"/requests/{request_id}/reply-date/proposal", "ro_handler", json={"reply_date": "2026-05-15"}
+    )
+    assert (
+        await world.call("POST", f"/requests/{request_id}/reply-date/answer", "ro_handler", json={"agree": True})
+    ).status_code == 403  # the requester answers it, not the responder
+    refused = await world.call("POST", f"/requests/{request_id}/reply-date/answer", "ie_handler", json={"agree": False})
+    assert refused.json()["reply_date"] == "2026-04-01" and refused.json()["proposed_reply_date"] is None
+    assert (await world.call("POST", f"/requests/{request_id}/accept", "ro_handler")).status_code == 200
+    published = [e["type"] for e in await world.events() if "reply_date" in e["type"]]
+    assert published == ["exchange.request.reply_date_proposed.v1", "exchange.request.reply_date_answered.v1"]
+
+
+async def test_a_rejection_needs_a_reason_which_the_requester_reads_rule_e3(approving):
+    world = approving
+    request_id = await world.draft()
+    await world.call("POST", f"/requests/{request_id}/send", "ie_handler")
+    for body in ({}, {"comment": "   "}):
+        bare = await world.call("POST", f"/requests/{request_id}/reject", "ie_coord_user", json=body)
+        assert bare.status_code == 422 and bare.json()["error"]["field"].endswith("comment")
+    assert await state_of(world, request_id) == "awaiting_request_approval"
+    await world.call("POST", f"/requests/{request_id}/reject", "ie_coord_user", json={"comment": "Add the diploma."})
+    seen = (await world.call("GET", f"/requests/{request_id}", "ie_handler")).json()
+    assert {"kind": "rejection", "text": "Add the diploma."}.items() <= seen["messages"][-1].items()
+    assert seen["transitions"][-1] == {
+        **seen["transitions"][-1],
+        "action": "rejected",
+        "from_state": "awaiting_request_approval",
+        "to_state": "draft",
+        "actor_authority_id": str(world.authorities["ie_coordinator"]),
+    }
+    [event] = await world.events("exchange.request.rejected.v1")
+    assert "Add the diploma." not in str(event)  # the reason is free text: never in an event
+
+
+async def test_a_request_awaiting_approval_can_be_withdrawn_rules_e1_e3(approving):
+    world = approving
+    request_id = await world.draft()
+    await world.call("POST", f"/requests/{request_id}/send", "ie_handler")
+    withdrawn = await world.call("POST", f"/requests/{request_id}/withdraw", "ie_handler", json={"comment": "Solved."})
+    assert withdrawn.json()["state"] == "withdrawn"
+    late = await world.call("POST", f"/requests/{request_id}/approve", "ie_coord_user")
+    assert late.json()["error"]["code"] == "transition_not_allowed"
+
+
+async def test_a_batch_of_answers_with_one_of_the_wrong_type_changes_nothing(world):
+    request_id = await world.accepted_request()
+    mixed = {"pq.identity.document_matches": "yes", "pq.diploma.authentic": "yes", "pq.sanctions.any": "perhaps"}
+    refused = await world.call("PUT", f"/requests/{request_id}/answers", "ro_handler", json={"answers": mixed})
+    assert refused.status_code == 422 and refused.json()["error"]["field"] == "answers.pq.sanctions.any"
+    body = (await world.call("GET", f"/requests/{request_id}", "ro_handler")).json()
+    assert [q["answer"] for q in body["questions"]] == [None, None, None]
+    foreign = await world.call(
+        "PUT", f"/requests/{request_id}/answers", "ro_handler", json={"answers": {"svc.register.entered": "yes"}}
+    )
+    assert foreign.json()["error"]["code"] == "question_not_in_request"
+
+
+async def test_a_reply_waiting_for_its_coordinators_approval_past_the_reply_date_is_overdue_rules_e1_e3(approving):
+    world = approving
+    request_id = await world.draft()
+    await world.call("POST", f"/requests/{request_id}/send", "ie_handler")
+    await world.call("POST", f"/requests/{request_id}/approve", "ie_coord_user")
+    await world.call("POST", f"/requests/{request_id}/accept", "ro_handler")
+    await world.answer_all(request_id)
+    waiting = await world.call("POST", f"/requests/{request_id}/reply", "ro_handler", json={})
+    assert waiting.json()["state"] == "awaiting_reply_approval"
+    world.clock.travel(timedelta(days=31))
+    async with world.runtime.messaging.transaction() as uow:
+        assert await mark_overdue(uow, uow.clock.now().date()) == 1
+    assert [e["data"]["state"] for e in await world.events("exchange.request.overdue.v1")] == [
+        "awaiting_reply_approval"
+    ]
+    assert (await world.call("GET", f"/requests/{request_id}", "ie_handler")).json()["overdue"] is True
+    await world.call("POST", f"/requests/{request_id}/reply/approve", "ro_coord_user")
+    assert (await world.call("GET", f"/requests/{request_id}", "ie_handler")).json()["overdue"] is False
+
+
+async def test_a_request_keeps_the_question_set_version_it_was_written_with_rules_e1_a4(world, tmp_path, monkeypatch):
+    from services.exchange import question_sets as qs
+
+    written = await world.sent_request()
+    directory = tmp_path / "sets"
+    directory.mkdir()
+    for path in qs.QUESTION_SETS_DIR.glob("*.json"):
+        (directory / path.name).write_bytes(path.read_bytes())
+    data = json.loads((directory / f"{PQ}.v1.json").read_text(encoding="utf-8"))
+    data["version"] = 2
+    identity = data["sections"][0]["questions"][0]
+    assert identity["id"] == "pq.identity.document_matches"
+    identity["text"] = {**identity["text"], "en": "Version two: does the identity document match?"}
+    data["sections"][-1]["questions"] = data["sections"][-1]["questions"][:1]  # v2 drops a question
+    dropped = "pq.language.examinations"
+    (directory / f"{PQ}.v2.json").write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
+    monkeypatch.setattr(qs, "QUESTION_SETS_DIR", directory)
+    qs._all_question_sets.cache_clear()
+    try:
+        old = (await world.call("GET", f"/requests/{written}", "ie_handler")).json()
+        assert old["questions"][0]["text"] == question_set(PQ, 1).question("pq.identity.document_matches").text_in("en")
+        newer = await world.draft()
+        new = (await world.call("GET", f"/requests/{newer}", "ie_handler")).json()
+        assert new["questions"][0]["text"] == "Version two: does the identity document match?"
+        gone = await world.call("POST", "/requests", "ie_handler", json={"area": PQ, "question_ids": [dropped]})
+        assert gone.json()["error"]["code"] == "question_not_in_set"
+        async with world.runtime.sessions() as session:
+            versions = {str(r.id): r.question_set_version for r in (await session.scalars(select(Request))).all()}
+        assert versions == {written: 1, newer: 2}
+        await world.call("POST", f"/requests/{written}/accept", "ro_handler")
+        await world.answer_all(written)  # answered against version 1, as written
+    finally:
+        qs._all_question_sets.cache_clear()
