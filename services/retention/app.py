@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+from services.retention.deadlines import check_periods
 from services.retention.handlers import handlers
 from services.retention.models import messaging, metadata
 from services.retention.routes import routers
@@ -18,4 +19,6 @@ definition = ServiceDefinition(
     migrations=Path(__file__).parent / "migrations",
     routers=routers,
     background=[purge_scheduler],
+    # Rule P2: a period longer than six months (or not positive) stops the service at start.
+    configuration_checks=[check_periods],
 )

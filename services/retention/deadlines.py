@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
+import isodate
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -24,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.retention.models import Basis, Phase, RequestDeadline
 from shared.contracts.exchange import RequestChange
 from shared.database import as_utc
-from shared.settings import Settings
+from shared.settings import Settings, UnsafeConfiguration
 
 DRAFTING = frozenset({"drafted", "rejected"})  # a draft (again): the draft period runs
 CLOSING = frozenset({"closed", "withdrawn"})  # the retention period runs (rule P2)
@@ -33,6 +34,43 @@ DRAFT_DELETED = "draft_deleted"
 SETTLE_CHUNK = 1000
 
 PERIOD_SETTING = {Basis.closure: "retention_period", Basis.draft: "retention_draft_period"}
+
+# Rule P2: "at the latest six months" after closure. A period mixing months and days (P5M31D) may
+# exceed six months from some dates only, so it is checked from every day of a four-year cycle.
+LONGEST_RETENTION = "P6M"
+_CYCLE_START = datetime(2024, 1, 1, tzinfo=UTC)
+_CYCLE = [_CYCLE_START + timedelta(days=n) for n in range(4 * 365 + 1)]
+
+
+def _setting(name: str) -> str:
+    return f"IMI_{name.upper()}"
+
+
+def _ends(settings: Settings, name: str) -> list[tuple[datetime, datetime]]:
+    """(start, start + the setting) from every day of the cycle; out of range is refused."""
+    duration = settings.duration(name)
+    try:
+        return [(start, start + duration) for start in _CYCLE]
+    except (OverflowError, ValueError) as exc:
+        raise UnsafeConfiguration(f"{_setting(name)}={getattr(settings, name)} is out of range") from exc
+
+
+def check_periods(settings: Settings) -> None:
+    """Refuse at start a retention period longer than six months (rule P2) or not positive, a draft
+    period or re-send wait not positive, and a negative overdue grace."""
+    cap = isodate.parse_duration(LONGEST_RETENTION)
+    if any(end > start + cap for start, end in _ends(settings, "retention_period")):
+        raise UnsafeConfiguration(
+            f"{_setting('retention_period')}={settings.retention_period} is longer than six months: "
+            "personal data are deleted at the latest six months after closure (rule P2)"
+        )
+    for name in ("retention_period", "retention_draft_period", "retention_resend_after"):
+        if any(end <= start for start, end in _ends(settings, name)):
+            raise UnsafeConfiguration(f"{_setting(name)}={getattr(settings, name)} must be a positive duration")
+    if any(end < start for start, end in _ends(settings, "retention_overdue_after")):
+        raise UnsafeConfiguration(
+            f"{_setting('retention_overdue_after')}={settings.retention_overdue_after} must not be negative"
+        )
 
 
 def verb_of(event_type: str) -> str:

@@ -193,3 +193,34 @@ async def test_a_request_with_no_event_yet_is_not_found(retention: RetentionUnde
     malformed = await retention.client.get("/retention/requests/not-a-uuid", headers=OPS)
     assert malformed.status_code == 422
     assert malformed.json()["error"]["code"] == "invalid_request"
+
+
+async def test_forwarded_questions_are_a_request_with_a_deadline_of_its_own_rule_p2(retention: RetentionUnderTest):
+    """Questions forwarded to another authority become a new request (with a copy of the subject's
+    data): each exchange is deleted six months after its own closure, neither moves the other's."""
+    parent, child = uuid.uuid4(), uuid.uuid4()
+    await retention.feed("received", parent, 2)
+    await retention.feed("questions_forwarded", parent, 3)
+    await retention.feed("received", child, 1)
+    assert [(await retention.status(r))["status"] for r in (parent, child)] == ["no_deadline", "no_deadline"]
+    await retention.feed("closed", parent, 6, at=datetime(2026, 2, 1, tzinfo=UTC))
+    assert (await retention.status(child))["deadline"] is None  # still open: its data stay
+    await retention.feed("closed", child, 5, at=datetime(2026, 3, 10, tzinfo=UTC))
+    assert due(await retention.status(parent)) == datetime(2026, 8, 1, tzinfo=UTC)
+    assert due(await retention.status(child)) == datetime(2026, 9, 10, tzinfo=UTC)
+    retention.clock.travel(datetime(2026, 8, 2, tzinfo=UTC) - retention.clock.now())
+    await retention.run_pass()
+    assert [o["request_ids"] for o in await retention.orders()] == [[str(parent)]]
+
+
+async def test_a_forwarded_request_keeps_no_deadline_until_it_closes_rule_p2(retention: RetentionUnderTest):
+    """Forwarding hands an open request to another authority: the exchange is not closed (rule P2)."""
+    request = uuid.uuid4()
+    await retention.feed("received", request, 2, at=datetime(2026, 1, 2, tzinfo=UTC))
+    await retention.feed("forwarded", request, 3, at=datetime(2026, 1, 3, tzinfo=UTC))
+    assert (await retention.status(request))["status"] == "no_deadline"
+    retention.clock.travel(timedelta(days=400))
+    await retention.run_pass()
+    assert await retention.orders() == []
+    await retention.feed("closed", request, 9, at=datetime(2027, 2, 1, tzinfo=UTC))
+    assert due(await retention.status(request)) == datetime(2027, 8, 1, tzinfo=UTC)

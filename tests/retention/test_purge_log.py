@@ -121,3 +121,18 @@ async def test_an_exported_log_can_be_verified_without_the_service_rule_p2(reten
     assert previous == (await verify(retention))["head_hash"]
     later = await retention.client.get("/retention/log", params={"after": 3}, headers=OPS)
     assert [e["seq"] for e in later.json()] == [4]
+
+
+@pytest.mark.parametrize(
+    ("query", "field"),
+    [
+        ("after=-1", "query.after"),
+        ("after=abc", "query.after"),
+        ("limit=0", "query.limit"),
+        ("limit=5001", "query.limit"),
+    ],
+)
+async def test_a_bad_export_range_is_refused_naming_the_field(retention: RetentionUnderTest, query, field):
+    response = await retention.client.get(f"/retention/log?{query}", headers=OPS)
+    assert response.status_code == 422
+    assert response.json()["error"]["field"] == field
