@@ -158,6 +158,23 @@ async def test_a_permanent_refusal_is_recorded_as_failed_visible_to_ops_and_can_
     assert message["Message-ID"] == failed.message_id
 
 
+async def test_a_temporary_refusal_is_retried_with_backoff_not_failed(world):
+    deferred = world.address("ro_handler")
+    world.smtp.recorder.defer.add(deferred)
+    await world.process(received_alert(world))
+    result = await world.send()
+    assert (result.sent, result.failed, result.retried) == (2, 0, 1)
+    [waiting] = await world.deliveries(recipient=deferred)
+    assert waiting.status == DeliveryStatus.queued and (waiting.last_error or "").startswith("450")
+
+    world.smtp.recorder.defer.clear()
+    world.clock.travel(timedelta(seconds=59))
+    assert (await world.send()).claimed == 0  # IMI_NOTIFIER_RETRY_INITIAL (60 s here) not yet over
+    world.clock.travel(timedelta(seconds=1))
+    assert (await world.send()).sent == 1
+    assert len(world.smtp.messages_to(deferred)) == 1
+
+
 async def test_the_background_sender_sends_what_the_consumer_queued(world):
     async with world.app.router.lifespan_context(world.app):
         await world.process(received_alert(world))

@@ -15,6 +15,7 @@ import pytest
 from services.notifier.mailer import compose, valid_address
 from services.notifier.rendering import ALERT_KINDS, RenderedEmail, render_alert
 from shared.languages import LANGUAGES
+from tests.notifier.world import parse_strictly
 
 REFERENCES = ("REQ-2026-000123", "REQ-2026-000123-WITH-A-LONGER-SUFFIX-THAN-USUAL")
 MESSAGE_ID = "<0123456789abcdef0123456789abcdef@imi.notifier>"
@@ -42,11 +43,7 @@ def on_the_wire(
 
 
 def read_back(raw: bytes) -> EmailMessage:
-    parsed = email.message_from_bytes(raw, policy=email.policy.default)
-    assert isinstance(parsed, EmailMessage)
-    assert parsed.defects == []
-    assert all(part.defects == [] for part in parsed.walk())
-    return parsed
+    return parse_strictly(raw)
 
 
 def body(message: EmailMessage, subtype: str) -> str:

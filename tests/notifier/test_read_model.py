@@ -65,13 +65,14 @@ async def test_an_empty_read_model_asks_the_registry_for_a_snapshot_once(tmp_pat
 
 
 async def test_delivery_records_are_deleted_after_the_retention_period_but_waiting_mail_is_kept(tmp_path, smtp):
-    async with notifier_world(tmp_path, smtp, delivery_retention="P30D") as world:
+    # A week, not the default 30 days: IMI_NOTIFIER_DELIVERY_RETENTION is what counts.
+    async with notifier_world(tmp_path, smtp, delivery_retention="P7D") as world:
         await world.deliver(exchange.REQUEST_RECEIVED, world.change(actor="fi_board"))
         await world.send_all()
         await world.smtp.stopped()
         await world.deliver(exchange.REQUEST_OVERDUE, world.change("r2", state="in_progress"))
         await world.send()
-        world.clock.travel(timedelta(days=30))
+        world.clock.travel(timedelta(days=7))
         assert await prune_deliveries(world.runtime) == 0
         world.clock.travel(timedelta(seconds=1))
         assert await prune_deliveries(world.runtime) == 5  # 3 sent, 2 skipped

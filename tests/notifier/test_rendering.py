@@ -4,6 +4,7 @@ alert of rule E5, the temporary password of rule S11, and catalogues that stay c
 from __future__ import annotations
 
 import datetime
+import itertools
 import re
 from pathlib import Path
 from typing import Any
@@ -135,6 +136,17 @@ def test_no_catalogue_is_english_copied(language: str) -> None:
     copied = [message.id for message in messages if message.string == message.id]
 
     assert len(copied) <= MAX_SHARE_EQUAL_TO_ENGLISH * len(messages), copied
+
+
+def test_no_catalogue_is_a_copy_of_another_language() -> None:
+    """Each language really translated, not one catalogue copied into a neighbour (no from da, sk from cs)."""
+    translated = {
+        language: {message.id: message.string for message in catalogue_of(language) if message.id}
+        for language in TRANSLATED_LANGUAGES
+    }
+    for first, second in itertools.combinations(TRANSLATED_LANGUAGES, 2):
+        shared = [msgid for msgid, text in translated[first].items() if translated[second].get(msgid) == text]
+        assert len(shared) <= MAX_SHARE_EQUAL_TO_ENGLISH * len(translated[first]), (first, second, shared)
 
 
 def test_the_english_catalogue_leaves_every_message_to_its_source_text() -> None:

@@ -69,21 +69,37 @@ class Received:
 
     @property
     def message(self) -> EmailMessage:
-        parsed = email.message_from_bytes(self.content, policy=email.policy.default)
-        assert isinstance(parsed, EmailMessage)
-        return parsed
+        return parse_strictly(self.content)
+
+
+def parse_strictly(raw: bytes) -> EmailMessage:
+    """The message as Python's email package reads it with ``policy.strict`` (RFC 5322, RFC 2045–2047):
+    a defect in the structure or a body raises; a header's defects, which the package records on the
+    header instead of raising, fail the assertion."""
+    parsed = email.message_from_bytes(raw, policy=email.policy.strict)
+    assert isinstance(parsed, EmailMessage)
+    for part in parsed.walk():
+        assert part.defects == [], part.defects
+        for name, value in part.items():
+            assert value.defects == (), f"{name}: {value.defects}"
+        if not part.is_multipart():
+            part.get_content()  # decodes the body: a transfer-encoding defect raises
+    return parsed
 
 
 class Recorder:
-    """An aiosmtpd handler keeping every message; recipients in ``refuse`` get a 550."""
+    """An aiosmtpd handler keeping every message; recipients in ``refuse`` get a 550, in ``defer`` a 450."""
 
     def __init__(self) -> None:
         self.received: list[Received] = []
         self.refuse: set[str] = set()
+        self.defer: set[str] = set()  # answered 450: try again later
 
     async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: Any) -> str:
         if address.lower() in self.refuse:
             return f"550 5.1.1 <{address}>: mailbox unavailable"
+        if address.lower() in self.defer:
+            return f"450 4.2.1 <{address}>: mailbox busy, try again later"
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
@@ -95,13 +111,15 @@ class Recorder:
 class SmtpServer:
     """A real SMTP server on 127.0.0.1 that can be stopped and started again on the same port."""
 
-    def __init__(self) -> None:
+    def __init__(self, recorder: Recorder | None = None, **controller_options: Any) -> None:
+        """``controller_options`` go to aiosmtpd (TLS contexts, STARTTLS, an authenticator)."""
         self.port = free_port()
-        self.recorder = Recorder()
+        self.recorder = recorder or Recorder()
+        self.controller_options = controller_options
         self.controller: Controller | None = None
 
     def start(self) -> None:
-        self.controller = Controller(self.recorder, hostname="127.0.0.1", port=self.port)
+        self.controller = Controller(self.recorder, hostname="127.0.0.1", port=self.port, **self.controller_options)
         self.controller.start()
 
     def stop(self) -> None:
@@ -358,16 +376,18 @@ def notifier_settings(**overrides: Any) -> NotifierSettings:
     return NotifierSettings(**values)
 
 
-def world_settings(tmp_path: Any, smtp: SmtpServer, database_url: str | None = None) -> Settings:
-    return Settings(
-        data_dir=tmp_path,
-        notifier_database_url=database_url or f"sqlite+aiosqlite:///{tmp_path / 'notifier.db'}",
-        smtp_host="127.0.0.1",
-        smtp_port=smtp.port,
-        smtp_from="IMI <no-reply@imi.example.eu>",
-        public_url=PUBLIC_URL,
-        outbox_poll_interval=0.1,
-    )
+def world_settings(tmp_path: Any, smtp: SmtpServer, database_url: str | None = None, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "data_dir": tmp_path,
+        "notifier_database_url": database_url or f"sqlite+aiosqlite:///{tmp_path / 'notifier.db'}",
+        "smtp_host": "127.0.0.1",
+        "smtp_port": smtp.port,
+        "smtp_from": "IMI <no-reply@imi.example.eu>",
+        "public_url": PUBLIC_URL,
+        "outbox_poll_interval": 0.1,
+    }
+    values.update(overrides)
+    return Settings(**values)
 
 
 @asynccontextmanager
@@ -377,9 +397,11 @@ async def notifier_world(
     *,
     database_url: str | None = None,
     populate_world: bool = True,
+    settings_overrides: dict[str, Any] | None = None,
     **options: Any,
 ) -> AsyncIterator[NotifierWorld]:
-    settings = world_settings(tmp_path, smtp, database_url)
+    """``settings_overrides``: shared settings (IMI_…, e.g. SMTP security); ``options``: the notifier's."""
+    settings = world_settings(tmp_path, smtp, database_url, **(settings_overrides or {}))
     await upgrade(load_definition("notifier").migrations, settings.database_url("notifier"))
     clock = FrozenClock(START)
     tokens = Tokens()
