@@ -63,6 +63,21 @@ def _run(coroutine_factory: Callable[[], Awaitable[T]]) -> T:
         raise typer.Exit(2) from exc
 
 
+def _serve(coroutine_factory: Callable[[], Awaitable[None]]) -> None:
+    """Run servers; a port another process holds is a one-line refusal, not a traceback."""
+    from services.launcher import PortInUse
+
+    try:
+        _run(coroutine_factory)
+    except PortInUse as exc:
+        typer.echo(
+            f"error: {exc}: stop that process (another `imi up`?) or choose other ports "
+            "(IMI_HTTP_PORT for `imi serve`, IMI_SMTP_PORT for the SMTP sink)",
+            err=True,
+        )
+        raise typer.Exit(1) from exc
+
+
 @app.command()
 def up(
     data_dir: Annotated[Path | None, typer.Option(help="Where SQLite files, keys and mail are kept")] = None,
@@ -77,7 +92,7 @@ def up(
         settings = settings.model_copy(update={"data_dir": data_dir})
     broker = settings.broker_url.split("@")[-1]
     typer.echo(f"Starting the IMI platform (data in {settings.data_dir.resolve()}, broker {broker})")
-    _run(lambda: run(SERVICES, settings, run_migrations=True, smtp_sink=smtp_sink))
+    _serve(lambda: run(SERVICES, settings, run_migrations=True, smtp_sink=smtp_sink))
 
 
 @app.command()
@@ -90,7 +105,7 @@ def serve(
 
     _check_service(service)
     settings = _settings()
-    _run(lambda: run([service], settings, run_migrations=migrate, smtp_sink=False))
+    _serve(lambda: run([service], settings, run_migrations=migrate, smtp_sink=False))
 
 
 @app.command()
@@ -276,6 +291,9 @@ def registry_bootstrap(
 
 @app.command()
 def demo(
+    data_dir: Annotated[
+        Path | None, typer.Option(help="The data directory `imi up` runs on (the same --data-dir, if you gave it one)")
+    ] = None,
     registry_url: Annotated[str, typer.Option(help="The running registry")] = "http://127.0.0.1:8001",
     exchange_url: Annotated[str, typer.Option(help="The running exchange")] = "http://127.0.0.1:8002",
     notifier_url: Annotated[str, typer.Option(help="The running notifier")] = "http://127.0.0.1:8003",
@@ -283,14 +301,16 @@ def demo(
     purge: Annotated[bool, typer.Option(help="Finish by moving the clocks six months and a day forward")] = True,
 ) -> None:
     """Against a running `imi up`: walk the guide from the coordinators' bootstrap to a closed
-    request, printing each step and the e-mails the local SMTP sink received; then six months
-    later, the personal data's purge. The data stay in place for exploring the APIs."""
+    request, printing each step and the e-mails the local SMTP sink receives as they arrive; then
+    six months later, the personal data's purge. The data stay in place for exploring the APIs."""
     import httpx
 
-    from services.journey import Endpoints, Journey, JourneyError, Maildir
+    from services.journey import Endpoints, Journey, JourneyError, Maildir, MailFeed, uses_the_keys_of
     from services.registry.bootstrap import CoordinatorSpec, bootstrap_database
 
     settings = _settings()
+    if data_dir is not None:
+        settings = settings.model_copy(update={"data_dir": data_dir})
     endpoints = Endpoints(registry_url, exchange_url, notifier_url, retention_url)
     for url in (registry_url, exchange_url, notifier_url, retention_url):
         try:
@@ -300,8 +320,22 @@ def demo(
         if not ready:
             typer.echo(f"error: nothing ready at {url}: start the system with `imi up` first", err=True)
             raise typer.Exit(1)
-    maildir = Maildir((settings.data_dir / "mail").resolve())
-    seen = {str(m["Message-ID"]) for m in maildir.messages()}
+    where = settings.data_dir.resolve()
+    if not uses_the_keys_of(settings, httpx.get(f"{registry_url}/.well-known/jwks.json", timeout=5).json()):
+        typer.echo(
+            f"error: the running system does not use the data in {where}: give `imi demo --data-dir` the "
+            'directory `imi up` printed at its start ("data in …")',
+            err=True,
+        )
+        raise typer.Exit(2)
+    maildir = Maildir(where / "mail")
+    if not maildir.path.is_dir():
+        typer.echo(
+            f"error: no SMTP sink's mail in {maildir.path}: the demo reads the e-mails that `imi up` keeps there "
+            "(run it without --no-smtp-sink)",
+            err=True,
+        )
+        raise typer.Exit(2)
 
     async def bootstrap(coordinators: list[tuple[str, str]], commission_email: str) -> dict[str, str]:
         specs = [CoordinatorSpec(country, email) for country, email in coordinators]
@@ -310,21 +344,32 @@ def demo(
 
     async def main() -> None:
         started = time.monotonic()
-        journey = Journey(endpoints, maildir, bootstrap, say=typer.echo)
-        result = await journey.run_all()
-        if purge:
-            await journey.six_months_later(result.request_id)
-        typer.echo("\nE-mails the local SMTP sink received during the demo:")
-        for message in maildir.messages():
-            if str(message["Message-ID"]) not in seen:
-                typer.echo(f"  to {message['To']}: {message['Subject']}")
+        typer.echo(f"The guide, end to end, on the system at {registry_url} … (e-mails from {maildir.path}: ✉)\n")
+        feed = MailFeed(maildir, typer.echo)
+        following = asyncio.create_task(feed.follow())
+
+        def say(line: str) -> None:
+            feed.flush()  # what arrived before a step is shown before it
+            typer.echo(line)
+
+        try:
+            journey = Journey(endpoints, maildir, bootstrap, say=say)
+            result = await journey.run_all()
+            if purge:
+                await journey.six_months_later(result.request_id)
+            await asyncio.sleep(1)  # the last step's e-mails, sent a moment after it
+        finally:
+            following.cancel()
+        feed.flush()
         typer.echo("\nThe demo's accounts, to explore with (user name, password, security code):")
         for account in result.accounts.values():
             typer.echo(f"  {account.name:<16} {account.username:<34} {account.password:<24} {account.security_code}")
         typer.echo(
-            f"\nDone in {time.monotonic() - started:.0f} s. Request {result.reference} is in place: log in with "
-            f"POST {registry_url}/auth/login (then /auth/login/code with the digits asked) and explore "
-            f"{exchange_url}/docs and {registry_url}/docs."
+            f"\nDone in {time.monotonic() - started:.0f} s; the sink kept {feed.shown} e-mails in {maildir.path} (a "
+            f"Maildir). Request {result.reference} is in place to explore: log in with POST {registry_url}/auth/login "
+            f"{{username, password}}, then POST {registry_url}/auth/login/code {{challenge_id, digits}} with the "
+            f"security code's digits at the positions it asks, and send the access token as a Bearer token; "
+            f"try {exchange_url}/docs and {registry_url}/docs (docs/guide.md follows the same calls)."
         )
 
     try:

@@ -26,6 +26,8 @@ from typing import Any
 
 import httpx
 
+from shared.settings import Settings
+
 PQ = "professional_qualifications"
 PASSWORD_PATTERN = re.compile(r"\b([A-Za-z0-9]{15}[!#%+=?])\s*$", re.MULTILINE)
 SUBJECT_MARKER = "Ó Briain-Marker"  # the professional's family name: personal data to follow to its end
@@ -43,20 +45,36 @@ class Endpoints:
     retention: str = "http://127.0.0.1:8004"
 
 
+MAILDIR_KEY = re.compile(r"^(\d+)\.M(\d+)P\d+Q(\d+)")
+
+
+def arrival(key: str) -> tuple[float, ...]:
+    """Where a Maildir key puts its message in arrival order: Python's mailbox (which aiosmtpd's
+    Mailbox handler uses) names each file ``<seconds>.M<microseconds>P<pid>Q<counter>.<host>``. The
+    Date header has whole seconds only, too coarse for the e-mails of one step."""
+    match = MAILDIR_KEY.match(key)
+    return tuple(int(part) for part in match.groups()) if match else (float("inf"),)
+
+
 class Maildir:
     """The e-mails a local SMTP sink kept (aiosmtpd's Mailbox handler writes a Maildir)."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
 
-    def messages(self) -> list[EmailMessage]:
+    def arrived(self, skip: set[str] | frozenset[str] = frozenset()) -> list[tuple[str, EmailMessage]]:
+        """The messages whose keys are not in ``skip``, with their keys, in the order they arrived."""
         if not self.path.exists():
             return []
         box = mailbox.Maildir(self.path, factory=None, create=False)
         found = []
-        for key in box.iterkeys():
-            found.append(message_from_bytes(box.get_bytes(key), policy=default_policy))  # type: ignore[arg-type]
-        return sorted(found, key=lambda m: str(m.get("Date", "")))  # type: ignore[arg-type]
+        for key in sorted(set(box.iterkeys()) - skip, key=arrival):
+            message = message_from_bytes(box.get_bytes(key), policy=default_policy)
+            found.append((key, message))
+        return found  # type: ignore[return-value]
+
+    def messages(self) -> list[EmailMessage]:
+        return [message for _key, message in self.arrived()]
 
     async def wait_for(
         self, to: str, *, matching: Callable[[EmailMessage], bool] = lambda _m: True, timeout: float = 60
@@ -70,9 +88,46 @@ class Maildir:
         raise JourneyError(f"no e-mail to {to} within {timeout} s")
 
 
+def uses_the_keys_of(settings: Settings, jwks: dict[str, Any]) -> bool:
+    """Whether a running registry signs its tokens with the key ``settings`` give (from the
+    environment, or generated into the data directory in development). ``imi demo`` writes the
+    coordinators straight into the registry's database and reads the SMTP sink's Maildir, both
+    found through the data directory: this tells it that it has the same one as ``imi up``."""
+    from services.registry.tokens import key_id
+    from shared.keys import signing_key
+
+    if settings.signing_key is None and not (settings.data_dir / "keys" / "imi_signing_key.pem").exists():
+        return False  # not this data directory's system (and no key is generated here by asking)
+    kid = key_id(signing_key(settings).public_key())
+    return any(key.get("kid") == kid for key in jwks.get("keys", []))
+
+
 def text_of(message: EmailMessage) -> str:
     part = message.get_body(preferencelist=("plain",))
     return str(part.get_content()) if part is not None else ""
+
+
+class MailFeed:
+    """What ``imi demo`` shows of the e-mails: each one as the SMTP sink receives it, between the
+    steps that caused it (the notifier sends them a moment after the step, from the events)."""
+
+    def __init__(self, mail: Maildir, say: Say) -> None:
+        self.mail = mail
+        self.say = say
+        self.seen = {key for key, _message in mail.arrived()}  # what was there before the demo
+        self.shown = 0
+
+    def flush(self) -> None:
+        for key, message in self.mail.arrived(self.seen):
+            self.seen.add(key)
+            self.shown += 1
+            language = message.get("Content-Language", "?")
+            self.say(f"      ✉ to {message['To']} ({language}): {message['Subject']}")
+
+    async def follow(self, interval: float = 0.25) -> None:
+        while True:
+            self.flush()
+            await asyncio.sleep(interval)
 
 
 @dataclass
@@ -103,6 +158,7 @@ class JourneyResult:
     accounts: dict[str, Account]
     authorities: dict[str, str]
     mails: dict[str, EmailMessage]
+    seen: dict[str, Any]  # what the journey's users were shown along the way, for the tests to check
 
 
 class Journey:
@@ -128,6 +184,7 @@ class Journey:
         self.accounts: dict[str, Account] = {}
         self.authorities: dict[str, str] = {}
         self.mails: dict[str, EmailMessage] = {}
+        self.seen: dict[str, Any] = {}
 
     # -- plumbing ------------------------------------------------------------------------------------
 
@@ -221,7 +278,7 @@ class Journey:
             await self.set_up_the_regional_college()
             await self.set_up_the_irish_council()
             request_id, reference = await self.exchange_a_request()
-            return JourneyResult(request_id, reference, self.accounts, self.authorities, self.mails)
+            return JourneyResult(request_id, reference, self.accounts, self.authorities, self.mails, self.seen)
         finally:
             await self.http.aclose()
 
@@ -238,7 +295,8 @@ class Journey:
         if set(usernames) != {"RO", "IE", "EU"}:
             raise JourneyError(
                 "these coordinators exist already: the journey has run on this system before, and its data are "
-                "in place to explore. To watch it again, start from empty data, e.g. `imi up --data-dir var/demo2`."
+                "in place to explore. To watch it again, stop `imi up` and start from empty data: "
+                "`imi up --data-dir var/demo2`, then `imi demo --data-dir var/demo2`."
             )
         for key, country in (("ro_coordinator", "RO"), ("ie_coordinator", "IE"), ("commission", "EU")):
             self.accounts[key].username = usernames[country]
@@ -268,7 +326,10 @@ class Journey:
         first = Account("Ana Pop", self._email("ana.pop", "cmcluj.imi-demo.ro"))
         national_first = Account("Ion Marin", self._email("ion.marin", "cmr.imi-demo.ro"))
         self.accounts.update(college_first=first, national_first=national_first)
-        say("2. The Romanian coordinator registers the regional college of physicians and validates it.")
+        say(
+            "2. The Romanian coordinator registers the regional college of physicians in Cluj and the national"
+            " college, and validates both."
+        )
         await self.register_authority(
             "ro_coordinator",
             "college",
@@ -294,8 +355,19 @@ class Journey:
             national_first,
         )
         await self.first_login("college_first")
-        say(f"   {first.name}, its first user, logs in with the temporary password from her e-mail.")
+        say(
+            f"   {first.name}, the regional college's first user, logs in with the temporary password from her"
+            " e-mail, then chooses her password and security code."
+        )
         college = self.authorities["college"]
+        english = {
+            "informal_name": "Regional College of Physicians of Cluj – recognition of doctors' qualifications",
+            "profile": "Competent authority for the recognition of doctors' professional qualifications in Cluj.",
+        }
+        await self.call(
+            "PUT", f"{self.urls.registry}/authorities/{college}/translations/en", "commission", json=english
+        )
+        say("   The Commission's translators translate its informal name and profile into English (rule A3).")
         updated = await self.call(
             "PATCH",
             f"{self.urls.registry}/authorities/{college}",
@@ -316,17 +388,26 @@ class Journey:
                 },
             },
         )
-        flagged = [t["status"] for t in updated["translations"]]
+        self.seen["college_edited"] = updated
+        flagged = {t["language"]: t["status"] for t in updated["translations"]}
+        if flagged.get("en") != "outdated":
+            raise JourneyError(f"a significant change should flag the English translation outdated (S1): {flagged}")
         say(
-            f"   She edits the informal name and profile (translations flagged for renewal: {flagged or 'none yet'}),"
-            " languages, contacts and keywords (rules S1–S3)."
+            "   She edits the informal name and profile (a significant change: the English translation is now"
+            f" {flagged['en']!r}, rule S1), languages, contacts and keywords (rules S1–S3)."
         )
-        await self.call(
+        renewed = await self.call(
+            "PUT", f"{self.urls.registry}/authorities/{college}/translations/en", "commission", json=english
+        )
+        self.seen["college_retranslated"] = renewed
+        say(f"   The translators renew the English text: {renewed['shown']['status']!r} again.")
+        linked = await self.call(
             "POST",
             f"{self.urls.registry}/authorities/{college}/links",
             "college_first",
             json={"linked_authority_id": self.authorities["national_college"]},
         )
+        self.seen["college_linked"] = linked
         say("   She links the national college, which will see an overview of the college's requests (rule S4).")
         for key, name, local, roles in (
             ("ro_handler", "Mihai Ionescu", "mihai.ionescu", [{"role": "request_handler", "area": PQ}]),
@@ -342,12 +423,18 @@ class Journey:
             )
             account.username, account.user_id = created["username"], created["id"]
             self.accounts[key] = account
+            self.seen[f"{key}_user"] = await self.call(
+                "GET", f"{self.urls.registry}/users/{account.user_id}", "college_first"
+            )
             await self.first_login(key)
-        say("   She registers two colleagues with roles for professional qualifications (rule S9) …")
-        await self.call(
+        say(
+            "   She registers two colleagues for professional qualifications, Mihai Ionescu as request handler and"
+            " Elena Popa as allocator (rule S9); each logs in with the temporary password e-mailed to them …"
+        )
+        self.seen["allocation"] = await self.call(
             "PATCH", f"{self.urls.registry}/authorities/{college}", "college_first", json={"allocation_enabled": True}
         )
-        say("   … and turns allocation on, with Elena Popa as allocator (rule S8).")
+        say("   … and turns allocation on: requests to the college now go to Elena Popa first (rule S8).")
 
     async def set_up_the_irish_council(self) -> None:
         handler = Account("Aoife Byrne", self._email("aoife.byrne", "medicalcouncil.imi-demo.ie"))
@@ -376,7 +463,11 @@ class Journey:
         say, urls = self.say, self.urls
         say("4. Aoife Byrne searches the directory in English for the Romanian counterpart.")
         found = await self._search("doctor medicine", "RO")
-        say(f"   Found: {found['official_name']} ({found['informal_name']}).")
+        self.seen["search_result"] = found
+        say(
+            f"   “doctor medicine”, country RO, shown in English: {found['official_name']}"
+            f" – {found['informal_name']} (the official name stays in Romanian, rule S1)."
+        )
         await self.exchange_knows("college", asked_by="ie_handler")
         await self.exchange_knows("ie_council", asked_by="ro_handler")
         say("5. She writes a professional-qualifications request in English, with the doctor's personal data.")
@@ -407,21 +498,25 @@ class Journey:
                 raise JourneyError(f"expected approval first, got {sent['state']}")
             await self.call("POST", f"{urls.exchange}/requests/{request_id}/approve", "ie_coordinator")
             say("   … which approves it.")
-        say(f"   {reference} is on its way to the college.")
+        say(f"   {reference} is on its way to the college; the notifier e-mails the college's allocator.")
         alert = await self.mail.wait_for(
             self.accounts["ro_allocator"].email, matching=lambda m: reference in str(m["Subject"]), timeout=self.timeout
         )
         self.mails["allocator:request_received"] = alert
-        say(f"6. Elena Popa, the allocator, is alerted in Romanian: “{alert['Subject']}”")
-        await self.call(
+        say(
+            f"6. Elena Popa, the allocator, is alerted in her language ({alert['Content-Language']}):"
+            f" “{alert['Subject']}”"
+        )
+        self.seen["allocated"] = await self.call(
             "POST",
             f"{urls.exchange}/requests/{request_id}/allocate",
             "ro_allocator",
             json={"user_id": self.accounts["ro_handler"].user_id},
         )
         say("   She allocates it to Mihai Ionescu (rule E2), who accepts it and answers in Romanian.")
-        await self.call("POST", f"{urls.exchange}/requests/{request_id}/accept", "ro_handler")
+        self.seen["accepted"] = await self.call("POST", f"{urls.exchange}/requests/{request_id}/accept", "ro_handler")
         view = await self.call("GET", f"{urls.exchange}/requests/{request_id}", "ro_handler")
+        self.seen["responder_view"] = view
         say(f"   He reads the first question in Romanian: “{view['questions'][0]['text']}”")
         await self.call(
             "PUT",
@@ -447,25 +542,27 @@ class Journey:
             await self.call("POST", f"{urls.exchange}/requests/{request_id}/reply/approve", "ro_coordinator")
             say("   The Romanian coordinator approves the reply (rule E3).")
         answered = await self.call("GET", f"{urls.exchange}/requests/{request_id}", "ie_handler")
+        self.seen["requester_view"] = answered
         say(
             f"7. Aoife Byrne reads the answer in English: “{answered['questions'][1]['text']}” → "
             f"{answered['questions'][1]['answer_label']}"
         )
-        await self.call(
+        self.seen["more_asked"] = await self.call(
             "POST",
             f"{urls.exchange}/requests/{request_id}/additional-information",
             "ie_handler",
             json={"comment": "Could you send the transcript of the diploma?"},
         )
         say("   She asks for more information (rule E4); the college states it cannot give more.")
-        await self.call(
+        self.seen["more_refused"] = await self.call(
             "POST",
             f"{urls.exchange}/requests/{request_id}/additional-information/refusal",
             "ro_handler",
             json={"comment": "Nu deținem foaia matricolă."},
         )
         referred = await self.call("POST", f"{urls.exchange}/requests/{request_id}/referral", "ie_handler", json={})
-        say(f"   She asks for referral: {len(referred['referral_coordinator_ids'])} coordinators step in.")
+        self.seen["referred"] = referred
+        say(f"   She asks for referral (rule S14): {len(referred['referral_coordinator_ids'])} coordinators step in.")
         for key in ("ie_coordinator", "ro_coordinator"):
             await self.call(
                 "POST",
@@ -477,12 +574,17 @@ class Journey:
         if closed["state"] != "closed":
             raise JourneyError(f"the request should be closed, it is {closed['state']}")
         say("   Both coordinators give their opinion and the request closes.")
-        for key in ("national_first", "ro_coordinator"):
+        self.seen["closed"] = closed
+        for key in ("national_first", "ro_coordinator", "ie_coordinator"):
             await self.login_if_needed(key)
-            seen = await self.http.get(f"{urls.exchange}/requests/{request_id}", headers=self.accounts[key].auth)
-            if SUBJECT_MARKER in seen.text:
-                raise JourneyError(f"{key} saw personal data (rule P4)")
-        say("8. The linked national college and the coordinators see the request, without personal data (rule P4).")
+            outside = await self.call("GET", f"{urls.exchange}/requests/{request_id}", key)
+            self.seen[f"{key}_view"] = outside
+            if outside.get("subject") or SUBJECT_MARKER in str(outside):
+                raise JourneyError(f"{key} saw personal data (rule P4): {outside}")
+        say(
+            "8. The linked national college and both coordinators open the request: they see its state, dates and"
+            f" parties (access {self.seen['national_first_view']['access']!r}), without personal data (rule P4)."
+        )
         return request_id, reference
 
     async def login_if_needed(self, key: str) -> None:
@@ -531,10 +633,12 @@ class Journey:
                 await asyncio.sleep(0.3)
             view = await self.call("GET", f"{self.urls.exchange}/requests/{request_id}", "ie_handler")
             verified = await self.call("GET", f"{self.urls.retention}/retention/log/verify", "commission")
+            if view["subject"] or SUBJECT_MARKER in str(view):
+                raise JourneyError(f"the personal data are still there (rule P2): {view}")
             say(
-                f"   Retention ordered the purge; the exchange deleted the personal data "
-                f"(subject now {view['subject']}, messages {view['messages']}); the purge log verifies: "
-                f"{verified['intact']}."
+                "   The retention service ordered the purge and the exchange carried it out: Aoife Byrne opens the"
+                f" request again and finds no doctor's data and no comments (personal_data_purged:"
+                f" {view['personal_data_purged']}); the purge log's hash chain verifies: {verified['intact']}."
             )
             return {"status": status, "view": view, "verification": verified}
         finally:

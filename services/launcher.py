@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import signal
-from collections.abc import Iterator, Sequence
+import socket
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 import uvicorn
@@ -18,6 +20,29 @@ from shared.migrations import upgrade
 from shared.settings import DEFAULT_PORTS, SERVICES, Settings
 
 log = get_logger(__name__)
+
+
+class PortInUse(Exception):
+    """A port the launcher is to listen on is taken by another process."""
+
+
+def check_ports_free(listeners: Mapping[str, tuple[str, int]]) -> None:
+    """Refuse to start, naming the port, when another process listens where one of ``listeners``
+    (what for: host and port) is to listen; otherwise a server would fail half-way through the
+    start with a traceback."""
+    for purpose, (host, port) in listeners.items():
+        family, kind, protocol, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+        with socket.socket(family, kind, protocol) as probe:
+            # As uvicorn and aiosmtpd bind: a port in TIME_WAIT after a previous run is free.
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind(address)
+            except OSError as exc:
+                if exc.errno != errno.EADDRINUSE:
+                    raise
+                raise PortInUse(f"port {port} on {host} ({purpose}) is in use by another process") from exc
 
 
 class _Server(uvicorn.Server):
@@ -65,14 +90,18 @@ def server_config(service: str, settings: Settings, port: int) -> uvicorn.Config
 
 async def run(services: Sequence[str], settings: Settings, *, run_migrations: bool, smtp_sink: bool) -> None:
     """Serve ``services`` until SIGINT or SIGTERM, then stop each one cleanly."""
+    # IMI_HTTP_PORT is for one service alone (a container); together they take their own ports.
+    ports = {service: settings.port(service) if len(services) == 1 else DEFAULT_PORTS[service] for service in services}
+    # Building the apps runs each service's configuration checks: a bad setting is named first.
+    servers = [(service, port, _Server(server_config(service, settings, port))) for service, port in ports.items()]
+    listeners = {service: (settings.http_host, port) for service, port in ports.items()}
+    sink_wanted = smtp_sink and _wants_smtp_sink(settings)
+    if sink_wanted:
+        listeners["the local SMTP sink"] = (settings.smtp_host, settings.smtp_port)
+    check_ports_free(listeners)
     if run_migrations:
         await migrate(settings, services)
-    sink = start_smtp_sink(settings) if smtp_sink and _wants_smtp_sink(settings) else None
-    servers = []
-    for service in services:
-        # IMI_HTTP_PORT is for one service alone (a container); together they take their own ports.
-        port = settings.port(service) if len(services) == 1 else DEFAULT_PORTS[service]
-        servers.append((service, port, _Server(server_config(service, settings, port))))
+    sink = start_smtp_sink(settings) if sink_wanted else None
 
     loop = asyncio.get_running_loop()
 

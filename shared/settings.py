@@ -1,6 +1,6 @@
 """Configuration, read only from the environment (prefix ``IMI_``) and checked at start-up.
 
-Every service reads :class:`ServiceSettings` for itself; each variable is documented once, in the
+Every service reads :class:`Settings` for itself; each variable is documented once, in the
 README's configuration table. Unsafe defaults (generated development keys, a memory broker, SQLite)
 are accepted only when ``IMI_ENVIRONMENT=development``; anywhere else start-up fails with a message
 naming the variable to set.

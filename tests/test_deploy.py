@@ -7,6 +7,7 @@ PostgreSQL init script and the RabbitMQ definitions.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shlex
 from pathlib import Path, PurePosixPath
@@ -219,6 +220,7 @@ def test_keys_and_passwords_come_from_required_variables(compose: dict[str, Any]
     secrets = {
         ("registry", "IMI_SIGNING_KEY"),
         ("registry", "IMI_SEALING_PUBLIC_KEY"),
+        ("registry", "IMI_SECURITY_CODE_KEY"),
         ("notifier", "IMI_SEALING_PRIVATE_KEY"),
         ("postgres", "POSTGRES_PASSWORD"),
         ("rabbitmq", "IMI_RABBITMQ_PASSWORD"),
@@ -230,6 +232,51 @@ def test_keys_and_passwords_come_from_required_variables(compose: dict[str, Any]
         assert REQUIRED_VARIABLE.fullmatch(_database_url(compose, name, name).group("password"))
         broker = BROKER_URL.match(_environment(_service(compose, name))["IMI_BROKER_URL"])
         assert broker and REQUIRED_VARIABLE.fullmatch(broker.group("password"))
+
+
+# ${NAME}, ${NAME:-default} or ${NAME:?message}, as compose interpolates them.
+INTERPOLATION = re.compile(r"\$\{(?P<name>[A-Z][A-Z0-9_]*)(?::(?P<kind>[-?])(?P<rest>[^}]*))?\}")
+
+
+def _interpolated(environment: dict[str, str], given: dict[str, str]) -> dict[str, str]:
+    """The environment a container gets when the operator set exactly ``given`` in the shell or .env."""
+
+    def value(match: re.Match[str]) -> str:
+        name, kind, rest = match.group("name", "kind", "rest")
+        if given.get(name):
+            return given[name]
+        assert kind != "?", f"compose would refuse to start: {name} is required ({rest})"
+        return rest if kind == "-" else ""
+
+    return {key: INTERPOLATION.sub(value, raw) for key, raw in environment.items()}
+
+
+@pytest.mark.parametrize("name", SERVICES)
+def test_service_starts_with_what_its_compose_environment_gives_it(
+    compose: dict[str, Any], name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The operator sets every required variable (keys as `imi keys generate` prints them): the
+    service's start-up checks (keys, production database and broker) must then pass. A key the
+    service needs but compose does not hand to it stops the container at start."""
+    from services import create_app
+    from shared.keys import generate_keys
+    from shared.settings import Settings
+
+    given = {variable: pem.strip().replace("\n", "\\n") for variable, pem in generate_keys().items()}
+    required = {m.group("name") for m in INTERPOLATION.finditer(json.dumps(compose)) if m.group("kind") == "?"}
+    given |= {variable: "0123456789abcdef" for variable in required if variable not in given}
+    given["IMI_PUBLIC_URL"] = "https://imi.example.org"
+    # Only what compose hands to the service reaches it: keys held for other services are not given.
+    environment = _interpolated(_environment(_service(compose, name)), given)
+    for variable in [variable for variable in os.environ if variable.startswith("IMI_")]:
+        monkeypatch.delenv(variable)
+    for variable, value in environment.items():
+        monkeypatch.setenv(variable, value)
+
+    settings = Settings()
+    assert settings.environment == "production"
+    app = create_app(name, settings)  # runs the service's configuration checks
+    assert app.state.runtime.settings.database_url(name).startswith("postgresql+asyncpg://")
 
 
 def test_image_starts_imi_as_an_unprivileged_user() -> None:

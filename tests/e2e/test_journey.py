@@ -11,6 +11,7 @@ import socket
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
@@ -43,10 +44,16 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+@dataclass
+class System:
+    endpoints: Endpoints
+    maildir: Maildir
+    settings: Settings
+    databases: dict[str, str]  # each service's own PostgreSQL database
+
+
 @asynccontextmanager
-async def system(
-    tmp_path: Path, rabbitmq, postgres, namespace: str
-) -> AsyncIterator[tuple[Endpoints, Maildir, Settings]]:  # type: ignore[no-untyped-def]
+async def system(tmp_path: Path, rabbitmq, postgres, namespace: str) -> AsyncIterator[System]:  # type: ignore[no-untyped-def]
     maildir = tmp_path / "mail"
     smtp = Controller(Mailbox(maildir), hostname="127.0.0.1", port=free_port())
     smtp.start()
@@ -98,7 +105,7 @@ async def system(
                 return all(answer.status_code == 200 for answer in answers)
 
             await wait_until(ready, timeout=60, interval=0.3, message="four services ready")
-        yield endpoints, Maildir(maildir), settings
+        yield System(endpoints, Maildir(maildir), settings, databases)
         # No trace of the purged personal data: not in any database, queue or log (rule P2, issue 9).
         for service, url in databases.items():
             assert not await marker_in_database(url), f"personal data left in the {service} database"
@@ -158,36 +165,136 @@ async def marker_in_queues(amqp_url: str, namespace: str) -> bool:
         await transport.stop()
 
 
-def journey_for(endpoints: Endpoints, maildir: Maildir, settings: Settings, *, approvals: bool) -> Journey:
+def journey_for(running: System, *, approvals: bool) -> Journey:
     async def bootstrap(coordinators: list[tuple[str, str]], commission_email: str) -> dict[str, str]:
         created = await bootstrap_database(
-            settings,
+            running.settings,
             commission_email=commission_email,
             coordinators=[CoordinatorSpec(country, email) for country, email in coordinators],
         )
         return {entry.country: entry.username for entry in created}
 
-    return Journey(endpoints, maildir, bootstrap, say=lambda _line: None, approvals=approvals, timeout=60)
+    return Journey(
+        running.endpoints, running.maildir, bootstrap, say=lambda _line: None, approvals=approvals, timeout=60
+    )
+
+
+STATES = {
+    False: [
+        "draft",
+        "awaiting_acceptance",
+        "in_progress",
+        "answered",
+        "additional_information_requested",
+        "additional_information_refused",
+        "referred",
+        "closed",
+    ],
+    True: [
+        "draft",
+        "awaiting_request_approval",  # rule E3: the Irish coordinator approves the request …
+        "awaiting_acceptance",
+        "in_progress",
+        "awaiting_reply_approval",  # … and the Romanian coordinator the reply
+        "answered",
+        "additional_information_requested",
+        "additional_information_refused",
+        "referred",
+        "closed",
+    ],
+}
 
 
 @pytest.mark.parametrize("approvals", [False, True], ids=["as-is", "with-approvals"])
 async def test_the_guide_end_to_end_across_the_four_services(tmp_path, rabbitmq, postgres, namespace, approvals):
-    async with system(tmp_path, rabbitmq, postgres, namespace) as (endpoints, maildir, settings):
-        journey = journey_for(endpoints, maildir, settings, approvals=approvals)
+    """Issue 7, item 1, step by step; services/journey.py makes the calls (and stops with a
+    JourneyError on any answer but the expected status), this test checks what each step showed."""
+    async with system(tmp_path, rabbitmq, postgres, namespace) as running:
+        journey = journey_for(running, approvals=approvals)
         result = await journey.run_all()
+        seen, accounts, authorities = result.seen, result.accounts, result.authorities
 
+        # Bootstrap: RO and IE national coordinators (and the Commission's helpdesk) exist, logged in (A2).
+        assert {"ro_coordinator", "ie_coordinator", "commission"} <= set(accounts)
+        assert authorities["ro_coordinator"] != authorities["ie_coordinator"]
+        # Temporary passwords by e-mail without the user name (rule S11); every first user logged in
+        # with it, chose a password and a security code (S12).
+        first_users = ["ro_coordinator", "ie_coordinator", "commission", "college_first", "ro_handler"]
+        first_users += ["ro_allocator", "ie_handler"]
+        for key in first_users:
+            mail = result.mails[f"{key}:temporary_password"]
+            assert accounts[key].username not in text_of(mail) + str(mail["Subject"])
+            assert accounts[key].access_token and len(accounts[key].security_code) == 12
+        # The regional college's profile edited: informal name, profile (the English translation
+        # flagged for renewal, S1), languages, contacts, keywords (S2, S3); then translated anew.
+        edited = seen["college_edited"]
+        assert edited["informal_name"].startswith("Colegiul regional al medicilor din Cluj")
+        assert {t["language"]: t["status"] for t in edited["translations"]} == {"en": "outdated"}
+        assert sorted(edited["languages"]) == ["en", "fr", "ro"]
+        assert edited["phone"] == "+40 264 000 111"
+        assert edited["keywords"] == {
+            "economic_activity": ["Q"],
+            "policy_area": ["public_health"],
+            "professional_qualifications": ["doctor_of_medicine", "specialised_doctor"],
+        }
+        assert seen["college_retranslated"]["shown"]["status"] == "current"
+        # The national college linked (S4); colleagues with per-area roles (S9); allocation on (S8).
+        assert seen["college_linked"]["links"] == [authorities["national_college"]]
+        assert seen["ro_handler_user"]["roles"] == [{"role": "request_handler", "area": "professional_qualifications"}]
+        assert seen["ro_allocator_user"]["roles"] == [{"role": "allocator", "area": "professional_qualifications"}]
+        assert seen["allocation"]["allocation_enabled"] is True
+        # The Irish handler found the college searching in English, and reads it in English.
+        found = seen["search_result"]
+        assert found["id"] == authorities["college"]
+        assert (found["language"], found["translated"], found["translation_status"]) == ("en", True, "current")
+        # A professional-qualifications request in English, with personal data.
+        assert seen["requester_view"]["area"] == "professional_qualifications"
+        assert seen["requester_view"]["language"] == "en"
+        assert any(MARKER in item["value"] for item in seen["requester_view"]["subject"])
+        # The Romanian allocator alerted, in Romanian, and allocating (E2).
         alert = result.mails["allocator:request_received"]
+        assert alert["To"] == accounts["ro_allocator"].email
         assert result.reference in str(alert["Subject"])
-        assert alert["Content-Language"] in (None, "ro") or "ro" in str(alert["Content-Language"])
-        assert "cerere" in (str(alert["Subject"]) + text_of(alert)).lower()  # Romanian, as the allocator chose
-        for key, account in result.accounts.items():
-            mail = result.mails.get(f"{key}:temporary_password")
-            if mail is not None:
-                assert account.username not in text_of(mail)  # rule S11
-        for message in maildir.messages():
-            assert MARKER not in str(message)  # no personal data in any e-mail
+        assert alert["Content-Language"] == "ro"
+        assert "cerere" in str(alert["Subject"]).lower()  # "A fost primită o nouă cerere"
+        assert seen["responder_view"]["allocated_user_id"] == accounts["ro_handler"].user_id
+        # The handler accepted and answered in Romanian: the questions shown in Romanian, the answers
+        # and the reply's comment written in Romanian.
+        responder, requester = seen["responder_view"], seen["requester_view"]
+        assert responder["language"] == "ro"
+        assert responder["questions"][0]["text"] != requester["questions"][0]["text"]
+        assert {q["answer_language"] for q in requester["questions"]} == {"ro"}
+        assert ("Diploma autentică, fără sancțiuni.", "ro") in {
+            (m["text"], m["language"]) for m in requester["messages"]
+        }
+        # More asked, refused, referral, the coordinators' opinions, closure (E4) — with approvals on,
+        # the request and the reply each approved by their coordinator first (E3).
+        assert [t["to_state"] for t in seen["closed"]["transitions"] if t["from_state"] != t["to_state"]] == STATES[
+            approvals
+        ]
+        assert set(seen["referred"]["referral_coordinator_ids"]) == {
+            authorities["ro_coordinator"],
+            authorities["ie_coordinator"],
+        }
+        # The linked national college and both coordinators see the request without personal data (P4).
+        for key in ("national_first", "ro_coordinator", "ie_coordinator"):
+            outside = seen[f"{key}_view"]
+            assert outside["id"] == result.request_id and outside["state"] == "closed"
+            assert outside["access"] in ("overview", "details")
+            assert not outside.get("subject") and MARKER not in str(outside)
+        # No personal data in any e-mail.
+        for message in running.maildir.messages():
+            assert MARKER not in str(message)
+        # Before the purge the personal data are in the exchange's database, where the search below
+        # and the one at the end of system() look for them.
+        assert await marker_in_database(running.databases["exchange"])
 
+        # Six months and a day later: the purge, confirmed; the retention log verifies (P2). On leaving
+        # system(): no trace in any of the four databases, any queue or any log.
         after = await journey.six_months_later(result.request_id)
         assert after["status"]["status"] == "purged"
         assert after["view"]["personal_data_purged"] is True
+        assert not after["view"]["subject"]
         assert after["verification"]["intact"] is True
+        for service, url in running.databases.items():
+            assert not await marker_in_database(url), f"personal data left in the {service} database"

@@ -95,8 +95,7 @@ async def running_stack(
         bus_retry_delays=RETRY_DELAYS,
         exchange_database_url=producer_url,
         notifier_database_url=consumer_url,
-        outbox_poll_interval=0.2,
-        **overrides,
+        **{"outbox_poll_interval": 0.2, **overrides},
     )
     node = MemoryBroker() if kind == "embedded" else None
     runtimes = []

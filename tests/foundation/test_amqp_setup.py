@@ -84,3 +84,73 @@ async def test_a_declaration_refused_on_a_live_connection_is_the_callers_error(r
     finally:
         await transport.stop()
         await delete_namespace(rabbitmq.url, namespace, RETRY_DELAYS)
+
+
+async def test_service_queues_are_durable_quorum_queues_and_events_are_persistent(rabbitmq, namespace):
+    """ARCHITECTURE.md, Events: a durable topic exchange, per consuming service durable quorum
+    queues (dead-lettering at least once), persistent messages. The broker accepts a re-declaration
+    only when it is equivalent to what exists, so these are checked on RabbitMQ itself."""
+    from datetime import UTC, datetime
+
+    from shared.bus.bus import EventBus
+    from shared.events.envelope import Envelope
+
+    queues = ServiceQueues(namespace, "notifier", RETRY_DELAYS)
+    bus = EventBus(AmqpTransport(rabbitmq.url), queues, prefetch=1)
+    await bus.start()
+    try:
+        assert await bus.transport.wait_connected(15)
+
+        async def never(_: Envelope) -> None:
+            raise AssertionError("nothing is consumed here")
+
+        await bus.subscribe({PROBE_SENT.name}, never)
+        await bus.stop_consuming()
+        envelope = Envelope(
+            type=PROBE_SENT.name,
+            occurred_at=datetime.now(UTC),
+            producer="exchange",
+            correlation_id="c",
+            data={"value": "v"},
+        )
+        await bus.publish(envelope)
+
+        dead_lettering = {"x-dead-letter-exchange": "", "x-dead-letter-strategy": "at-least-once"}
+        expected = {
+            queues.queue: {
+                "x-queue-type": "quorum",
+                **dead_lettering,
+                "x-overflow": "reject-publish",
+                "x-dead-letter-routing-key": f"{namespace}.notifier.dlq",
+            },
+            queues.dead_letter_queue: {"x-queue-type": "quorum"},
+            f"{namespace}.notifier.retry.200": {
+                "x-queue-type": "quorum",
+                **dead_lettering,
+                "x-overflow": "reject-publish",
+                "x-dead-letter-routing-key": f"{namespace}.notifier",
+                "x-message-ttl": 200,
+            },
+        }
+        connection = await aio_pika.connect(rabbitmq.url)
+        async with connection:
+            channel = await connection.channel()
+            for name, arguments in expected.items():
+                await channel.declare_queue(name, durable=True, arguments=arguments)  # equivalent: accepted
+                with pytest.raises(aio_pika.exceptions.ChannelPreconditionFailed):
+                    await channel.declare_queue(name, durable=True, arguments={"x-queue-type": "classic"})
+                channel = await connection.channel()  # a refused declaration closes the channel
+            await channel.declare_exchange(f"{namespace}.events", aio_pika.ExchangeType.TOPIC, durable=True)
+            with pytest.raises(aio_pika.exceptions.ChannelPreconditionFailed):
+                await channel.declare_exchange(f"{namespace}.events", aio_pika.ExchangeType.TOPIC, durable=False)
+            channel = await connection.channel()
+
+            queue = await channel.declare_queue(queues.queue, passive=True)
+            message = await wait_until(lambda: queue.get(fail=False), message="the published event in the queue")
+            assert message.delivery_mode == aio_pika.DeliveryMode.PERSISTENT
+            assert message.message_id == str(envelope.id)
+            assert message.routing_key == PROBE_SENT.name
+            await message.nack(requeue=True)
+    finally:
+        await bus.stop()
+        await delete_namespace(rabbitmq.url, namespace, RETRY_DELAYS)

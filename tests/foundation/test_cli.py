@@ -11,20 +11,24 @@ import time
 from email.message import EmailMessage
 from pathlib import Path
 
+import aio_pika
 import aiosmtplib
+import asyncpg
 import httpx
 import pytest
+from sqlalchemy.engine import make_url
 from typer.testing import CliRunner
 
 from services.cli import app
 from shared.bus.amqp import AmqpTransport
 from shared.bus.bus import EventBus
 from shared.bus.topology import ServiceQueues
-from shared.settings import DEFAULT_PORTS, SERVICES
+from shared.settings import DEFAULT_PORTS, SERVICES, Settings
 from tests.foundation.test_bus_contract import Recorder, probe
 from tests.support import (
     PROBE_SENT,
     delete_namespace,
+    free_port,
     wait_until,
 )
 
@@ -78,6 +82,72 @@ async def test_imi_up_serves_four_ready_services_within_15_seconds_and_stops_on_
         if process.returncode is None:
             process.kill()
             await process.wait()
+
+
+async def test_imi_up_runs_the_same_services_on_rabbitmq_and_postgresql(tmp_path, rabbitmq, postgres, namespace):
+    """Item 10: with IMI_BROKER_URL and the database URLs set, `imi up` runs on them (on other
+    ports than the defaults, through tests/support/up_on_ports.py, beside a developer's `imi up`)."""
+    ports = {service: free_port() for service in SERVICES}
+    databases = {service: await postgres.create() for service in SERVICES}
+    log = tmp_path / "up.log"
+    with log.open("wb") as output:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "tests.support.up_on_ports",
+            "up",
+            "--data-dir",
+            str(tmp_path / "data"),
+            cwd=ROOT,
+            env=_clean_env(
+                PYTHONPATH=str(ROOT),
+                IMI_TEST_PORTS=",".join(f"{service}={port}" for service, port in ports.items()),
+                IMI_BROKER_URL=rabbitmq.url,
+                IMI_BUS_NAMESPACE=namespace,
+                IMI_SMTP_PORT=str(free_port()),
+                **{f"IMI_{service.upper()}_DATABASE_URL": url for service, url in databases.items()},
+            ),
+            stdout=output,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+    try:
+        async with httpx.AsyncClient(timeout=5) as client:
+
+            async def readiness() -> list[dict[str, object]] | None:
+                try:
+                    answers = [await client.get(f"http://127.0.0.1:{ports[s]}/health/ready") for s in SERVICES]
+                except httpx.TransportError:
+                    return None
+                return [a.json() for a in answers] if all(a.status_code == 200 for a in answers) else None
+
+            try:
+                ready = await wait_until(readiness, timeout=60, interval=0.3, message="four ready services")
+            except AssertionError:
+                raise AssertionError(log.read_text(errors="replace")[-4000:]) from None
+        assert [answer["service"] for answer in ready] == list(SERVICES)
+        assert all(answer["checks"]["broker"] == "ok" for answer in ready)  # type: ignore[index]
+        # On PostgreSQL, not SQLite files in the data directory; on RabbitMQ, not the memory broker.
+        assert not list((tmp_path / "data").glob("*.db"))
+        for service, url in databases.items():
+            connection = await asyncpg.connect(make_url(url).set(drivername="postgresql").render_as_string(False))
+            try:
+                assert await connection.fetchval("SELECT count(*) FROM alembic_version") == 1, service
+            finally:
+                await connection.close()
+        amqp = await aio_pika.connect(rabbitmq.url)
+        async with amqp:
+            channel = await amqp.channel()
+            for service in SERVICES:
+                await channel.declare_queue(f"{namespace}.{service}", passive=True)  # raises if it is not there
+
+        process.send_signal(signal.SIGINT)
+        assert await asyncio.wait_for(process.wait(), 30) == 0
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+        default_delays = Settings.model_fields["bus_retry_delays"].get_default(call_default_factory=True)
+        await delete_namespace(rabbitmq.url, namespace, default_delays)
 
 
 def test_imi_migrate_creates_every_service_database(tmp_path, monkeypatch):
