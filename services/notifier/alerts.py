@@ -9,9 +9,10 @@ A request alert goes to people, never to "the other authority" in general:
 - awaiting approval (rule E3): the approving coordinator's request handlers and data administrators
   in the area;
 - the other transitions: the other side's handlers, where the requester side is the requesting
-  handler and the responder side is the allocated handler (allocation on and one allocated) or else
-  the responding authority's request handlers in the area; referred coordinators too (rule E4) as
-  their referral setting says (rule S14).
+  authority's request handlers in the area (rule S7: a colleague stands in; the one who sent it
+  when none is known) and the responder side is the allocated handler (allocation on and one
+  allocated) or else the responding authority's request handlers in the area; referred
+  coordinators too (rule E4) as their referral setting says (rule S14).
 """
 
 from __future__ import annotations
@@ -129,7 +130,19 @@ class RequestAlerts:
     async def side(self, side: Side, audience: Audience | None = None) -> Audience:
         audience = audience if audience is not None else Audience()
         if side == "requester":
-            audience.add_user(self.data.requester_user_id, await self.user(self.data.requester_user_id))
+            # The requesting authority's request handlers in the area, not only the one who sent it:
+            # a colleague stands in during holidays and sick leave (rule S7).
+            requesting = await self.authority(self.data.requesting_authority_id)
+            handlers = (
+                await users_with_role(self.uow, requesting.id, [REQUEST_HANDLER], self.data.area)
+                if requesting is not None
+                else []
+            )
+            if handlers:
+                audience.add_users(handlers)
+            else:
+                # None known here (yet): the one who sent it, as the event names them.
+                audience.add_user(self.data.requester_user_id, await self.user(self.data.requester_user_id))
             return audience
         authority_id = self.data.responding_authority_id
         responder = await self.authority(authority_id)

@@ -11,7 +11,7 @@ from services.notifier.names import area_name
 from services.notifier.rendering import render_alert
 from shared.contracts import exchange
 from shared.contracts.registry import AUTHORITY_REGISTERED, USER_LOCKED, USER_UPDATED, UserLocked
-from tests.notifier.world import PQ, PUBLIC_URL, NotifierWorld, body, populate
+from tests.notifier.world import PQ, PUBLIC_URL, SERVICES, NotifierWorld, body, populate
 
 RO_FROM_FI = {"requesting_country": "Finlanda", "responding_country": "România"}
 FI_FROM_FI = {"requesting_country": "Suomi", "responding_country": "Romania"}
@@ -143,8 +143,26 @@ async def test_a_reply_awaiting_approval_alerts_the_responders_coordinator_rule_
     assert world.recipients() == {world.address("ro_coord_handler"), world.address("ro_coord_admin")}
 
 
-async def test_an_answer_reaches_the_requesting_handler_even_when_a_coordinator_approved_it(world):
+async def test_an_answer_reaches_the_requesting_handlers_even_when_a_coordinator_approved_it(world):
     await world.deliver(exchange.REQUEST_ANSWERED, world.change(state="answered", actor="ro_coordinator"))
+    await world.send_all()
+    assert world.recipients() == {world.address("fi_handler"), world.address("fi_handler2")}
+
+
+async def test_the_requesting_side_is_its_handlers_in_the_area_not_only_the_sender_rule_s7(world):
+    """A colleague stands in for the handler who sent the request (rule S7): every request handler
+    of the requesting authority in the area learns of the answer; other areas' handlers do not."""
+    await world.add_user("fi_services_handler", "fi_board", ["request_handler"], "fi", area=SERVICES)
+    await world.deliver(exchange.REQUEST_ANSWERED, world.change(state="answered", actor="ro_college"))
+    await world.send_all()
+    assert world.recipients() == {world.address("fi_handler"), world.address("fi_handler2")}
+
+
+async def test_the_sender_is_told_when_no_handler_of_the_requesting_side_is_known_in_the_area(world):
+    """With no request handler of the requesting authority known in the area (the registry's state
+    not arrived yet, say), the one who sent the request is told."""
+    change = world.change(state="answered", actor="ro_college").model_copy(update={"area": SERVICES})
+    await world.deliver(exchange.REQUEST_ANSWERED, change)
     await world.send_all()
     assert world.recipients() == {world.address("fi_handler")}
 
@@ -169,10 +187,10 @@ async def test_a_request_withdrawn_before_its_approval_is_not_announced_to_the_r
     assert await world.deliveries() == []
 
 
-async def test_a_proposed_reply_date_reaches_the_requesting_handler(world):
+async def test_a_proposed_reply_date_reaches_the_requesting_handlers(world):
     await world.deliver(exchange.REPLY_DATE_PROPOSED, world.change(state="in_progress", actor="ro_college"))
     await world.send_all()
-    assert world.recipients() == {world.address("fi_handler")}
+    assert world.recipients() == {world.address("fi_handler"), world.address("fi_handler2")}
 
 
 async def test_forwarding_alerts_the_new_responder_and_tells_the_requester_where_it_went(world):
@@ -183,6 +201,7 @@ async def test_forwarding_alerts_the_new_responder_and_tells_the_requester_where
         world.address("ro_other_handler"),
         world.address("ro_other"),
         world.address("fi_handler"),
+        world.address("fi_handler2"),
     }
     finnish = {
         "request_reference": change.reference,
@@ -218,9 +237,10 @@ async def test_an_overdue_request_alerts_the_responding_handlers(world):
 async def test_inactive_and_unknown_recipients_are_skipped_and_recorded(world):
     await world.deliver(exchange.REQUEST_RECEIVED, world.change(actor="fi_board"))
     world.users["nobody"] = world.users["fi_handler"].__class__(int=12345)
-    await world.deliver(
-        exchange.REQUEST_ANSWERED, world.change("r2", requester="nobody", state="answered", actor="ro_college")
-    )
+    # In an area where the requesting side has no handler known here, the one who sent it is
+    # addressed, and this one is unknown.
+    answered = world.change("r2", requester="nobody", state="answered", actor="ro_college")
+    await world.deliver(exchange.REQUEST_ANSWERED, answered.model_copy(update={"area": SERVICES}))
     skipped = await world.deliveries(status=DeliveryStatus.skipped)
     assert {(d.user_id, d.reason) for d in skipped} == {
         (world.users["ro_gone"], "inactive_recipient"),

@@ -26,6 +26,7 @@ from tests.notifier.world import NotifierWorld, body, notifier_world
 # Each recipient of the small world (tests/notifier/world.py) with the language it reads.
 LANGUAGE = {
     "fi_handler": "fi",
+    "fi_handler2": "fi",
     "ro_handler": "ro",
     "ro_handler_de": "de",
     "ro_allocator": "ro",
@@ -91,6 +92,9 @@ async def first_allocation(world: NotifierWorld) -> None:
 
 
 RESPONDERS = {"ro_handler", "ro_handler_de"}  # the college's request handlers in the area
+# The Finnish board's request handlers in the area: the one who sent the request and a colleague who
+# stands in for them (rule S7).
+REQUESTERS = {"fi_handler", "fi_handler2"}
 FROM_RO = {"requesting": "ro_college", "responding": "fi_board", "requester": "ro_handler"}
 
 TABLE: dict[str, Line] = {
@@ -141,7 +145,7 @@ TABLE: dict[str, Line] = {
     ),
     # The other side's handlers.
     "answered": request_event(
-        exchange.REQUEST_ANSWERED, {"request_answered"}, {"fi_handler"}, state="answered", actor="ro_college"
+        exchange.REQUEST_ANSWERED, {"request_answered"}, REQUESTERS, state="answered", actor="ro_college"
     ),
     "additional_information_asked": request_event(
         exchange.ADDITIONAL_INFORMATION_REQUESTED,
@@ -163,12 +167,12 @@ TABLE: dict[str, Line] = {
     "forwarded": request_event(
         exchange.REQUEST_FORWARDED,
         {"request_received", "request_forwarded"},
-        {"ro_other_handler", "ro_other", "fi_handler"},
+        {"ro_other_handler", "ro_other"} | REQUESTERS,
         responding="ro_other",
         actor="ro_college",
     ),
     "reply_date_proposed": request_event(
-        exchange.REPLY_DATE_PROPOSED, {"reply_date_proposed"}, {"fi_handler"}, state="in_progress", actor="ro_college"
+        exchange.REPLY_DATE_PROPOSED, {"reply_date_proposed"}, REQUESTERS, state="in_progress", actor="ro_college"
     ),
     # Rules E4, S14: the responder and the referred coordinators as their referral setting says.
     "referred": request_event(
