@@ -45,6 +45,7 @@ from shared.bus.bus import EventBus
 from shared.clock import Clock
 from shared.events.envelope import Contract, Envelope, Event, EventData
 from shared.logging import causation_id_var, correlation_id_var, current_correlation_id, get_logger
+from shared.settings import Settings
 from shared.waiting import wait_set
 
 log = get_logger(__name__)
@@ -99,9 +100,19 @@ def utcnow() -> datetime:
 class UnitOfWork:
     """One transaction of a service: its session, its clock, and the events it will publish."""
 
-    def __init__(self, session: AsyncSession, clock: Clock, tables: MessagingTables, producer: str) -> None:
+    def __init__(
+        self,
+        session: AsyncSession,
+        clock: Clock,
+        tables: MessagingTables,
+        producer: str,
+        settings: Settings | None = None,
+    ) -> None:
         self.session = session
         self.clock = clock
+        # The service's settings, for rules that depend on configuration (a retention period, say);
+        # None where a unit of work is made outside a running service (a command, a test's stack).
+        self.settings = settings
         self._tables = tables
         self._producer = producer
 
@@ -274,11 +285,13 @@ class Messaging:
         sessions: async_sessionmaker[AsyncSession],
         tables: MessagingTables,
         clock: Clock,
+        settings: Settings | None = None,
     ) -> None:
         self.producer = producer
         self.sessions = sessions
         self.tables = tables
         self.clock = clock
+        self.settings = settings
         self.relay: OutboxRelay | None = None
         sync_class = sessions.kw.get("sync_session_class", Session)
         if not getattr(sync_class, "_imi_private", False):
@@ -295,7 +308,7 @@ class Messaging:
     async def transaction(self) -> AsyncIterator[UnitOfWork]:
         """A unit of work that commits business rows and staged events together."""
         async with self.sessions() as session, session.begin():
-            yield UnitOfWork(session, self.clock, self.tables, self.producer)
+            yield UnitOfWork(session, self.clock, self.tables, self.producer, self.settings)
 
     async def process(self, envelope: Envelope, handlers: Handlers) -> bool:
         """Run the handler for ``envelope`` once: False when the inbox shows it already ran."""

@@ -91,7 +91,7 @@ class ServiceRuntime:
             self.transport, self.queues, prefetch=settings.bus_prefetch, observe=self.metrics.observe_event
         )
         self.dead_letters = DeadLetterQueue(self.transport, self.queues)
-        self.messaging = Messaging(self.name, self.sessions, definition.tables, self.clock)
+        self.messaging = Messaging(self.name, self.sessions, definition.tables, self.clock, settings=self.settings)
         self.relay = OutboxRelay(
             self.sessions,
             definition.tables,

@@ -1,6 +1,6 @@
 """Events the exchange consumes: the registry's state (its read model) and retention's purge orders."""
 
-from services.exchange.purge import purge_requests
+from services.exchange.purge import RetentionPeriods, purge_requests
 from services.exchange.read_model import upsert_authority, upsert_user
 from shared.contracts.registry import AUTHORITY_STATE_EVENTS, USER_STATE_EVENTS, AuthorityState, UserState
 from shared.contracts.retention import PURGE_ORDERED, PurgeOrder
@@ -26,5 +26,6 @@ for _user_contract in USER_STATE_EVENTS:
 
 @handlers.on(PURGE_ORDERED)
 async def carry_out_purge(uow: UnitOfWork, event: Event[PurgeOrder]) -> None:
-    """Rule P2: delete the personal data of the ordered requests and confirm each."""
-    await purge_requests(uow, event.data)
+    """Rule P2: delete the personal data of the ordered requests that are due and confirm each; a
+    request reopened meanwhile keeps its data and is confirmed as not purged."""
+    await purge_requests(uow, event.data, RetentionPeriods.of(uow.settings))

@@ -32,6 +32,7 @@ from services.exchange.models import (
     SubjectValue,
     Transition,
 )
+from services.exchange.purge import Period, RetentionPeriods, retention_deadline
 from services.exchange.question_sets import Question, QuestionSet, QuestionType, question_set
 from services.exchange.read_model import coordinator_setting, has_role, request_coordinator_ids
 from shared.auth import Principal
@@ -181,12 +182,14 @@ async def _record(
     previous: State | None,
     *,
     message: Message | None = None,
+    previously_allocated_user_id: uuid.UUID | None = None,
 ) -> None:
     """Invariant 5 and rule E1: the transition is recorded and published in this transaction."""
     now = uow.clock.now()
     request.version += 1
     await _log_transition(uow, request, action, caller, previous, now, message=message)
-    await uow.emit(contract, change_of(request, previous, caller, now))
+    change = change_of(request, previous, caller, now, previously_allocated_user_id=previously_allocated_user_id)
+    await uow.emit(contract, change)
 
 
 async def _log_transition(
@@ -214,7 +217,16 @@ async def _log_transition(
     )
 
 
-def change_of(request: Request, previous: State | None, caller: Caller | None, now: datetime) -> RequestChange:
+def change_of(
+    request: Request,
+    previous: State | None,
+    caller: Caller | None,
+    now: datetime,
+    *,
+    previously_allocated_user_id: uuid.UUID | None = None,
+) -> RequestChange:
+    """The event of a transition. ``previously_allocated_user_id`` is set only by a re-allocation
+    (rule E2: the handler the request was taken from is told); every other transition leaves it null."""
     return RequestChange(
         request_id=request.id,
         reference=request.reference,
@@ -225,6 +237,7 @@ def change_of(request: Request, previous: State | None, caller: Caller | None, n
         responding_authority_id=request.responding_authority_id,
         requester_user_id=request.requester_user_id,
         allocated_user_id=request.allocated_user_id,
+        previously_allocated_user_id=previously_allocated_user_id,
         reply_date=request.reply_date,
         proposed_reply_date=request.proposed_reply_date,
         approving_coordinator_id=request.approving_coordinator_id,
@@ -614,9 +627,12 @@ async def allocate(uow: UnitOfWork, caller: Caller, request: Request, handler_id
         raise invalid("not_a_request_handler", "allocate to a request handler of the authority in this area", "user_id")
     if request.allocated_user_id == handler_id:
         raise ApiError(409, "already_allocated", "the request is already allocated to this handler")
+    taken_from = request.allocated_user_id  # None on a first allocation
     request.allocated_user_id = handler_id
     previous = State(request.state)
-    await _record(uow, request, events.REQUEST_ALLOCATED, "allocated", caller, previous)
+    await _record(
+        uow, request, events.REQUEST_ALLOCATED, "allocated", caller, previous, previously_allocated_user_id=taken_from
+    )
     return request
 
 
@@ -993,12 +1009,27 @@ async def give_opinion(uow: UnitOfWork, caller: Caller, request: Request, opinio
     return request
 
 
-async def reopen(uow: UnitOfWork, caller: Caller, request: Request, comment: str) -> Request:
-    """A closed request can be reopened to ask for more, until its personal data are purged."""
+async def reopen(
+    uow: UnitOfWork, caller: Caller, request: Request, comment: str, period: Period | None = None
+) -> Request:
+    """A closed request can be reopened to ask for more until its retention deadline (rule P2: its
+    personal data are deleted at the latest ``retention_period`` after closure), and never once
+    purged. ``period`` defaults to the shared setting."""
     if not is_requesting_handler(caller, request):
         raise refused("only the requesting authority reopens its requests")
+    # Locked: a purge order handled at the same time waits for this decision, or this for its.
+    await uow.session.refresh(request, attribute_names=["state", "closed_at", "purged_at"], with_for_update=True)
     if request.state != State.closed or request.purged_at is not None or request.answered_at is None:
         raise wrong_state(request, "reopen")
+    deadline = retention_deadline(request, period if period is not None else RetentionPeriods.of(uow.settings).closure)
+    if deadline is not None and deadline <= uow.clock.now():
+        raise ApiError(
+            409,
+            "retention_deadline_passed",
+            f"the request's personal data were due for deletion on {deadline.isoformat()} (rule P2); "
+            "start a new request",
+            field="state",
+        )
     request.closed_at = None
     return await _move(
         uow,

@@ -58,6 +58,7 @@ class LogKind(StrEnum):
     confirmed = "confirmed"
     overdue = "overdue"
     unmatched_confirmation = "unmatched_confirmation"
+    not_purged = "not_purged"  # the exchange kept the data: reopened after the order (rule P2)
 
 
 class RequestDeadline(Base):
@@ -107,7 +108,8 @@ class PurgeOrder(Base):
 
 
 class PurgeItem(Base):
-    """One request of an order, and the exchange's confirmation that its personal data are gone."""
+    """One request of an order, and the exchange's confirmation that its personal data are gone (or
+    that it kept them because the request is in use again)."""
 
     __tablename__ = "purge_items"
     __table_args__ = (
@@ -126,6 +128,9 @@ class PurgeItem(Base):
     confirmed_at: Mapped[datetime | None]  # when the confirmation reached this service
     deleted_count: Mapped[int | None] = mapped_column(Integer)
     overdue_reported_at: Mapped[datetime | None]
+    # Confirmed without deleting anything, and why (request_open, not_due): the request was reopened
+    # after the order was issued; a new deadline comes when it closes again (rule P2).
+    not_purged: Mapped[str | None] = mapped_column(String(30))
 
 
 class PurgeLogEntry(Base):

@@ -187,7 +187,11 @@ async def report_overdue(messaging: Messaging, settings: Settings, now: datetime
 
 async def record_confirmation(uow: UnitOfWork, purged: PersonalDataPurged) -> None:
     """The exchange confirms one request of an order. A duplicate changes nothing; a confirmation of
-    an order this service never gave is logged once (it proves a deletion) and otherwise ignored."""
+    an order this service never gave is logged once (it proves a deletion) and otherwise ignored.
+
+    The exchange may confirm without deleting anything (``not_purged``): the request was reopened
+    after the order was issued (rule P2). The item is settled all the same, so the order is no longer
+    sent again for it; the request is ordered again when it closes again and its new deadline comes."""
     session, now = uow.session, uow.clock.now()
     deleted = sum(purged.deleted.values())
     item = await session.get(PurgeItem, (purged.order_id, purged.request_id), with_for_update=True)
@@ -216,21 +220,45 @@ async def record_confirmation(uow: UnitOfWork, purged: PersonalDataPurged) -> No
         return
     order = await session.get(PurgeOrder, purged.order_id, with_for_update=True)
     assert order is not None  # an item belongs to its order (foreign key)
-    item.purged_at, item.confirmed_at, item.deleted_count = as_utc(purged.purged_at), now, deleted
+    item.confirmed_at = now
+    if purged.not_purged is None:
+        item.purged_at, item.deleted_count = as_utc(purged.purged_at), deleted
+        record = LogRecord(
+            LogKind.confirmed,
+            order.id,
+            item.request_id,
+            item.purged_at,
+            due_at=item.due_at,
+            attempt=order.attempt,
+            deleted_count=deleted,
+        )
+    else:
+        item.not_purged = purged.not_purged
+        await _order_again_if_still_due(session, item)
+        record = LogRecord(
+            LogKind.not_purged,
+            order.id,
+            item.request_id,
+            as_utc(purged.purged_at),
+            due_at=item.due_at,
+            attempt=order.attempt,
+        )
+        log.info("purge not carried out: the request is in use again", order_id=str(order.id), reason=item.not_purged)
     order.confirmed_count += 1
     if order.confirmed_count >= order.request_count:
         order.completed_at, order.next_send_at = now, None
     await session.flush()
-    record = LogRecord(
-        LogKind.confirmed,
-        order.id,
-        item.request_id,
-        item.purged_at,
-        due_at=item.due_at,
-        attempt=order.attempt,
-        deleted_count=deleted,
-    )
     await purge_log.append(session, [record], now)
+
+
+async def _order_again_if_still_due(session: AsyncSession, item: PurgeItem) -> None:
+    """The exchange kept the data of a request this service still holds due under this order: the
+    event that reopened (or closed again) the request has not reached it yet. The deadline is freed
+    from the order, so the next pass orders it again if that event still has not come (it suspends or
+    moves the deadline when it does); the purge is never forgotten."""
+    row = await session.get(RequestDeadline, item.request_id, with_for_update=True)
+    if row is not None and row.order_id == item.order_id:
+        row.order_id = None
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,10 @@ class RequestChange(EventData):
     responding_authority_id: uuid.UUID | None
     requester_user_id: uuid.UUID = Field(description="the requesting side's handler")
     allocated_user_id: uuid.UUID | None = Field(description="the responding side's handler, once allocated (E2)")
+    previously_allocated_user_id: uuid.UUID | None = Field(
+        default=None,
+        description="on a re-allocation (E2), the handler the request was taken from; null otherwise",
+    )
     reply_date: date | None
     proposed_reply_date: date | None = Field(
         default=None, description="the reply date the responding authority proposes, until the requester answers"
@@ -55,6 +59,14 @@ class PersonalDataPurged(EventData):
     request_id: uuid.UUID
     deleted: dict[str, int] = Field(description="rows or files deleted, per kind of personal data")
     purged_at: datetime
+    not_purged: str | None = Field(
+        default=None,
+        max_length=30,
+        pattern=r"^[a-z_]+$",
+        description="null when the data are deleted; otherwise why nothing was deleted (rule P2): request_open "
+        "(reopened, in use again) or not_due (closed again, its new deadline is ahead); purged_at is then when the "
+        "exchange decided. The request is ordered again when its new deadline comes.",
+    )
 
 
 def _request_event(verb: str, summary: str) -> Contract[RequestChange]:

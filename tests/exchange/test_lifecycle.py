@@ -202,6 +202,30 @@ async def test_with_allocation_the_allocator_allocates_and_only_the_allocated_ha
     ]
 
 
+async def test_a_re_allocation_names_the_handler_the_request_was_taken_from_rule_e2(allocating):
+    """Rule E2: the allocated event of a re-allocation names the previous handler (so the notifier
+    tells them); a first allocation and every other transition leave the field null."""
+    world = allocating
+    request_id = await world.sent_request()
+    first, second = str(world.users["ro_handler2"]), str(world.users["ro_handler"])
+    for handler in (first, second):
+        body = {"user_id": handler}
+        response = await world.call("POST", f"/requests/{request_id}/allocate", "ro_allocator", json=body)
+        assert response.status_code == 200, response.text
+    accepted = await world.call("POST", f"/requests/{request_id}/accept", "ro_handler")
+    assert accepted.status_code == 200, accepted.text
+
+    allocated = [e["data"] for e in await world.events("exchange.request.allocated.v1")]
+    assert [(e["allocated_user_id"], e["previously_allocated_user_id"]) for e in allocated] == [
+        (first, None),
+        (second, first),
+    ]
+    others = [e for e in await world.events() if e["type"].startswith("exchange.request.")]
+    others = [e for e in others if e["type"] != "exchange.request.allocated.v1"]
+    assert {e["type"] for e in others} >= {"exchange.request.received.v1", "exchange.request.accepted.v1"}
+    assert all(e["data"]["previously_allocated_user_id"] is None for e in others)
+
+
 async def test_without_allocation_there_is_nothing_to_allocate(world):
     request_id = await world.sent_request()
     response = await world.call(
@@ -489,6 +513,33 @@ async def test_a_closed_request_is_reopened_for_more_information_rule_e4(world):
     assert reopened.json()["closed_at"] is None
 
 
+async def test_a_closed_request_can_be_reopened_until_its_retention_deadline_rule_p2(world):
+    """Closed 2 March 09:00: the deadline is 2 September 09:00 (P6M in calendar months, 184 days)."""
+    request_id = await world.answered_request()
+    closed = await world.call("POST", f"/requests/{request_id}/close", "ie_handler", json={})
+    assert closed.json()["closed_at"].startswith("2026-03-02T09:00")
+    world.clock.travel(timedelta(days=184) - timedelta(minutes=1))
+    reopened = await world.call("POST", f"/requests/{request_id}/reopen", "ie_handler", json={"comment": "One more."})
+    assert reopened.status_code == 200, reopened.text
+    assert reopened.json()["state"] == "additional_information_requested"
+
+
+async def test_reopening_after_the_retention_deadline_is_refused_rule_p2(world):
+    """P2: the personal data are deleted at the latest six months after closure, so the request cannot
+    come back into use once that deadline has passed, even before the purge order arrives."""
+    request_id = await world.answered_request()
+    await world.call("POST", f"/requests/{request_id}/close", "ie_handler", json={})
+    world.clock.travel(timedelta(days=184))  # 2 September 09:00: the deadline itself
+    refused = await world.call("POST", f"/requests/{request_id}/reopen", "ie_handler", json={"comment": "One more."})
+    assert refused.status_code == 409, refused.text
+    error = refused.json()["error"]
+    assert (error["code"], error["field"]) == ("retention_deadline_passed", "state")
+    assert "2026-09-02T09:00:00+00:00" in error["message"]
+    view = (await world.call("GET", f"/requests/{request_id}", "ie_handler")).json()
+    assert view["state"] == "closed" and view["closed_at"] is not None
+    assert await world.events("exchange.request.reopened.v1") == []
+
+
 async def test_the_responding_authority_accepts_committing_to_answer_every_question_rule_e1(world):
     request_id = await world.sent_request()
     for outsider in ("ie_handler", "ro_basic", "linked_user"):
@@ -656,3 +707,15 @@ async def test_a_request_keeps_the_question_set_version_it_was_written_with_rule
         await world.answer_all(written)  # answered against version 1, as written
     finally:
         qs._all_question_sets.cache_clear()
+
+
+async def test_the_retention_period_is_the_services_own_setting_not_a_default_rule_p2(tmp_path):
+    """The deadline the exchange checks is the running service's ``retention_period`` (the same
+    setting the retention service counts with), not the six-month default."""
+    async with exchange_world(Settings(data_dir=tmp_path, retention_period="P1M")) as short:
+        request_id = await short.answered_request()
+        await short.call("POST", f"/requests/{request_id}/close", "ie_handler", json={})
+        short.clock.travel(timedelta(days=32))  # past one month, long before six
+        refused = await short.call("POST", f"/requests/{request_id}/reopen", "ie_handler", json={"comment": "More?"})
+        assert refused.status_code == 409, refused.text
+        assert refused.json()["error"]["code"] == "retention_deadline_passed"

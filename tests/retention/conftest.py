@@ -115,9 +115,15 @@ class RetentionUnderTest:
         return envelope
 
     async def confirm(
-        self, order_id: uuid.UUID, request_id: uuid.UUID, *, deleted: dict[str, int] | None = None
+        self,
+        order_id: uuid.UUID,
+        request_id: uuid.UUID,
+        *,
+        deleted: dict[str, int] | None = None,
+        not_purged: str | None = None,
     ) -> Envelope:
-        """The exchange's confirmation that it purged ``request_id`` on order ``order_id``."""
+        """The exchange's confirmation that it purged ``request_id`` on order ``order_id`` (or, with
+        ``not_purged``, that it kept the data because the request is in use again)."""
         envelope = Envelope(
             type=PERSONAL_DATA_PURGED.name,
             occurred_at=self.clock.now(),
@@ -128,6 +134,7 @@ class RetentionUnderTest:
                 "request_id": str(request_id),
                 "deleted": deleted if deleted is not None else {"answers": 3, "attachments": 1},
                 "purged_at": self.clock.now().isoformat(),
+                **({"not_purged": not_purged} if not_purged is not None else {}),
             },
         )
         assert await self.deliver(envelope)

@@ -53,6 +53,7 @@ EXPECTED: dict[str, dict[str, str]] = {
         "confirmed_at": "instant",
         "deleted_count": "integer",
         "overdue_reported_at": "instant",
+        "not_purged": "code",
     },
     "purge_log": {
         "seq": "integer",
