@@ -1,6 +1,7 @@
 """Publishing the registry's state: every change to an authority or user bumps its version, is
 recorded in the audit trail and goes out as an event carrying the full current state (never a
-diff, never a credential), in the same transaction as the change."""
+diff, never a credential, never the user name: rule S11), in the same transaction as the change.
+The snapshot republish (handlers.py) sends the same state built by the same functions."""
 
 from __future__ import annotations
 
@@ -12,8 +13,10 @@ from sqlalchemy import select
 from services.registry.models import AuditEntry, Authority, User
 from shared.auth import Principal
 from shared.contracts.registry import (
+    AreaGrant,
     AuthorityState,
     CoordinatorAreaSettings,
+    LinkDetail,
     RequestCoordinatorState,
     RoleState,
     Translation,
@@ -42,17 +45,35 @@ def authority_state(authority: Authority) -> AuthorityState:
         language=authority.language,
         informal_name=authority.informal_name,
         profile=authority.profile,
+        address=authority.address,
+        phone=authority.phone,
+        website=authority.website,
         translations=[
-            Translation(language=t.language, informal_name=t.informal_name, profile=t.profile, status=t.status)
+            Translation(
+                language=t.language,
+                informal_name=t.informal_name,
+                profile=t.profile,
+                status=t.status,
+                translated_at=t.translated_at,
+                translated_by=t.translated_by,
+            )
             for t in sorted(authority.translations, key=lambda t: t.language)
         ],
         status=authority.status,
         emails=sorted(e.email for e in authority.emails),
         languages=sorted(lang.language for lang in authority.languages),
         areas=sorted(a.area for a in authority.areas),
+        area_grants=[
+            AreaGrant(area=a.area, granted_by=a.granted_by_id, granted_at=a.granted_at)
+            for a in sorted(authority.areas, key=lambda a: a.area)
+        ],
         keywords={name: sorted(codes) for name, codes in sorted(keywords.items())},
         allocation_enabled=authority.allocation_enabled,
         links=sorted((link.linked_authority_id for link in authority.links), key=str),
+        link_details=[
+            LinkDetail(linked_authority_id=link.linked_authority_id, created_at=link.created_at)
+            for link in sorted(authority.links, key=lambda link: str(link.linked_authority_id))
+        ],
         request_coordinators=[
             RequestCoordinatorState(area=rc.area, coordinator_id=rc.coordinator_id, full_view=rc.full_view)
             for rc in sorted(authority.request_coordinators, key=lambda rc: (rc.area, str(rc.coordinator_id)))
@@ -68,6 +89,8 @@ def authority_state(authority: Authority) -> AuthorityState:
         ],
         coordinator_area=authority.coordinator_area,
         registered_by=authority.registered_by_id,
+        validated_by=authority.validated_by_id,
+        created_at=authority.created_at,
         updated_at=authority.updated_at,
     )
 
@@ -79,10 +102,12 @@ def user_state(user: User) -> UserState:
         authority_id=user.authority_id,
         name=user.name,
         email=user.email,
+        phone=user.phone,
         language=user.language,
         status=user.status,
         digest=user.digest,
         roles=[RoleState(role=r.role, area=r.area) for r in sorted(user.roles, key=lambda r: (r.area or "", r.role))],
+        created_at=user.created_at,
         updated_at=user.updated_at,
     )
 

@@ -3,6 +3,12 @@
 State events carry the full current state of an authority or user, never a diff and never a
 credential (ARCHITECTURE.md, Read models): a consumer upserts what it receives when its ``version``
 is newer than what it holds. ``republished`` events answer a consumer's snapshot request.
+
+Every field the registry keeps about an authority (with its translations, contacts, keywords,
+areas, links, request coordinators and coordinator settings) and about a user and their roles is
+carried, except the user name (rule S11: it is told in person, so it never reaches an event, hence
+never an e-mail) and credentials (password hash, security code, temporary password, refresh tokens).
+Fields added within a major version are optional: ``None`` means "not sent by an older producer".
 """
 
 from __future__ import annotations
@@ -20,6 +26,23 @@ class Translation(EventData):
     informal_name: str
     profile: str
     status: str  # current, outdated or machine
+    translated_at: datetime | None = None
+    translated_by: str | None = Field(default=None, description='the translator\'s user id, or "machine" (rule A3)')
+
+
+class AreaGrant(EventData):
+    """A legislative area the authority works in, and the coordinator that granted it (rule S13)."""
+
+    area: str
+    granted_by: uuid.UUID | None = None
+    granted_at: datetime
+
+
+class LinkDetail(EventData):
+    """An authority linked to this one (rule S4), and since when."""
+
+    linked_authority_id: uuid.UUID
+    created_at: datetime
 
 
 class RequestCoordinatorState(EventData):
@@ -48,18 +71,27 @@ class AuthorityState(EventData):
     language: str
     informal_name: str
     profile: str
+    address: str | None = Field(default=None, description="contact details (rule S1)")
+    phone: str | None = Field(default=None, description="contact details (rule S1)")
+    website: str | None = Field(default=None, description="contact details (rule S1)")
     translations: list[Translation] = Field(default_factory=list)
     status: str
     emails: list[str]
     languages: list[str]
     areas: list[str]
+    area_grants: list[AreaGrant] = Field(
+        default_factory=list, description="the same areas with who granted them and when (rule S13)"
+    )
     keywords: dict[str, list[str]]
     allocation_enabled: bool
     links: list[uuid.UUID] = Field(description="authorities linked to this one to see its exchanges (rule S4)")
+    link_details: list[LinkDetail] = Field(default_factory=list, description="the same links with their dates")
     request_coordinators: list[RequestCoordinatorState]
     coordinator_settings: list[CoordinatorAreaSettings] = Field(default_factory=list)
     coordinator_area: str | None = None
     registered_by: uuid.UUID | None = None
+    validated_by: uuid.UUID | None = Field(default=None, description="the coordinator that validated it (rule A2)")
+    created_at: datetime | None = None
     updated_at: datetime
 
 
@@ -72,12 +104,14 @@ class UserState(EventData):
     id: uuid.UUID
     version: int
     authority_id: uuid.UUID
-    name: str
+    name: str  # the person's name; the user name (login) is never in an event (rule S11)
     email: str
+    phone: str | None = Field(default=None, description="contact details (rule S10)")
     language: str
     status: str
     digest: bool
     roles: list[RoleState]
+    created_at: datetime | None = None
     updated_at: datetime
 
 
