@@ -5,7 +5,8 @@ A request alert goes to people, never to "the other authority" in general:
 - a request received (rule E5), also by the new responder after a forwarding: with allocation off
   the responding authority's request handlers in the area, with allocation on its allocators
   (rule S8), and in both cases the authority's own addresses;
-- an allocation: the handler it was allocated to (rule E2);
+- an allocation: the handler it was allocated to (rule E2), and on a re-allocation the handler it
+  was taken from too, with ``request_allocated_elsewhere`` (it names no one: rule S11);
 - awaiting approval (rule E3): the approving coordinator's request handlers and data administrators
   in the area;
 - the other transitions: the other side's handlers, where the requester side is the requesting
@@ -211,11 +212,18 @@ async def request_forwarded(uow: UnitOfWork, event: Event[RequestChange]) -> Non
 
 
 async def request_allocated(uow: UnitOfWork, event: Event[RequestChange]) -> None:
-    """Rule E2: the handler the request was allocated to."""
+    """Rule E2: the handler the request was allocated to; on a re-allocation, the handler it was
+    taken from learns that a colleague (not named) now handles it."""
     alerts = RequestAlerts(uow, event)
+    data = event.data
     audience = Audience()
-    audience.add_user(event.data.allocated_user_id, await alerts.user(event.data.allocated_user_id))
+    audience.add_user(data.allocated_user_id, await alerts.user(data.allocated_user_id))
     await alerts.add("request_allocated", audience)
+    previous = data.previously_allocated_user_id
+    if previous is not None and previous != data.allocated_user_id:
+        taken_from = Audience()
+        taken_from.add_user(previous, await alerts.user(previous))
+        await alerts.add("request_allocated_elsewhere", taken_from)
     await alerts.queue()
 
 

@@ -51,6 +51,7 @@ def N_(message: str) -> str:
 SUBJECTS: Final[Mapping[str, str]] = {
     "request_received": N_("New request {reference} received"),
     "request_allocated": N_("Request {reference} allocated to you"),
+    "request_allocated_elsewhere": N_("Request {reference} re-allocated to a colleague"),
     "request_approval_needed": N_("Request {reference} awaits your approval"),
     "reply_approval_needed": N_("Reply to request {reference} awaits your approval"),
     "request_answered": N_("Your request {reference} has been answered"),

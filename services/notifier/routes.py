@@ -16,14 +16,13 @@ from services.notifier.models import Delivery, DeliveryStatus
 from services.notifier.sender import refresh_queue_gauge
 from services.notifier.state import notifier
 from shared.auth import Requires
-from shared.errors import ApiError, ErrorBody
+from shared.errors import MALFORMED, SIGNED_IN, ApiError, Refusal, error_responses
 from shared.service import Runtime
 
-ERRORS: dict[int | str, dict[str, Any]] = {
-    401: {"model": ErrorBody, "description": "No valid access token (not_authenticated, invalid_token)"},
-    403: {"model": ErrorBody, "description": "The caller lacks the authority role commission (forbidden)"},
-    422: {"model": ErrorBody, "description": "Invalid input: the error names the field (invalid_request)"},
-}
+ERRORS: dict[int | str, dict[str, Any]] = error_responses(
+    SIGNED_IN, Refusal(403, "forbidden", "this action needs the role commission"), MALFORMED
+)
+NOT_FOUND = Refusal(404, "delivery_not_found", "no such delivery")
 
 router = APIRouter(
     prefix="/deliveries", tags=["deliveries"], responses=ERRORS, dependencies=[Depends(Requires("commission"))]
@@ -116,7 +115,7 @@ async def count_deliveries(runtime: Runtime) -> Counts:
     return Counts(counts={status: int(found.get(status, 0)) for status in DeliveryStatus})
 
 
-@router.get("/{delivery_id}", summary="One delivery", responses={404: {"model": ErrorBody}})
+@router.get("/{delivery_id}", summary="One delivery", responses=error_responses(NOT_FOUND))
 async def get_delivery(runtime: Runtime, delivery_id: DeliveryId) -> DeliveryOut:
     async with runtime.sessions() as session:
         row = await session.get(Delivery, delivery_id)
@@ -128,10 +127,10 @@ async def get_delivery(runtime: Runtime, delivery_id: DeliveryId) -> DeliveryOut
 @router.post(
     "/{delivery_id}/resend",
     summary="Send a refused delivery again (with the same Message-ID)",
-    responses={
-        404: {"model": ErrorBody, "description": "No such delivery"},
-        409: {"model": ErrorBody, "description": "Only a failed delivery can be sent again"},
-    },
+    responses=error_responses(
+        NOT_FOUND,
+        Refusal(409, "not_failed", "the delivery is sent; only a failed one can be sent again"),
+    ),
 )
 async def resend_delivery(runtime: Runtime, delivery_id: DeliveryId) -> DeliveryOut:
     async with runtime.sessions() as session, session.begin():

@@ -106,6 +106,41 @@ async def test_an_allocation_alerts_only_the_handler_it_was_given_to_rule_e2(wor
     )
 
 
+async def test_a_re_allocation_tells_the_handler_it_was_taken_from_naming_nobody_rule_e2(world):
+    """Rule E2: the new handler gets ``request_allocated`` (in German), the previous one
+    ``request_allocated_elsewhere`` (in Romanian), which names no one (rule S11) and links to the request."""
+    await world.add_authority("ro_college", "RO", coordinators=("ro_coordinator",), allocation=True)
+    change = world.change(
+        state="in_progress", allocated="ro_handler_de", previously_allocated="ro_handler", actor="ro_college"
+    )
+    await world.deliver(exchange.REQUEST_ALLOCATED, change)
+    await world.send_all()
+
+    assert world.recipients() == {world.address("ro_handler_de"), world.address("ro_handler")}
+    german = context(world, "r1", "de", "fi_board", requesting_country="Finnland", responding_country="Rumänien")
+    assert_written_as(world, "ro_handler_de", "request_allocated", "de", german)
+    variables = context(world, "r1", "ro", "fi_board", **RO_FROM_FI)
+    told = assert_written_as(world, "ro_handler", "request_allocated_elsewhere", "ro", variables)
+    assert told["Subject"] == f"Cererea {change.reference} a fost realocată unui coleg"
+    text = body(told, "plain")
+    assert "a fost realocată unui coleg" in " ".join(text.split())
+    assert variables["link"] in text
+    for personal in ("ro_handler_de", "Name of", world.address("ro_handler_de"), str(world.users["ro_handler_de"])):
+        assert personal not in text and personal not in body(told, "html")
+
+
+async def test_a_first_allocation_or_the_same_handler_again_tells_no_previous_handler_rule_e2(world):
+    await world.add_authority("ro_college", "RO", coordinators=("ro_coordinator",), allocation=True)
+    first = world.change(state="in_progress", allocated="ro_handler", actor="ro_college")
+    await world.deliver(exchange.REQUEST_ALLOCATED, first)
+    same = world.change("r2", state="in_progress", allocated="ro_handler", previously_allocated="ro_handler")
+    await world.deliver(exchange.REQUEST_ALLOCATED, same)
+    await world.send_all()
+
+    assert {d.kind for d in await world.mail()} == {"request_allocated"}
+    assert len(world.smtp.messages_to(world.address("ro_handler"))) == 2
+
+
 async def test_after_allocation_the_other_sides_news_go_to_the_allocated_handler_alone(world):
     await world.add_authority("ro_college", "RO", coordinators=("ro_coordinator",), allocation=True)
     change = world.change(state="additional_information_requested", allocated="ro_handler", actor="fi_board")

@@ -75,6 +75,7 @@ def test_the_alert_kinds_are_the_ones_the_notifier_sends() -> None:
     assert set(ALERT_KINDS) == {
         "request_received",
         "request_allocated",
+        "request_allocated_elsewhere",
         "request_approval_needed",
         "reply_approval_needed",
         "request_answered",

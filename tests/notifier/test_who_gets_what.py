@@ -116,13 +116,15 @@ TABLE: dict[str, Line] = {
         allocated="ro_handler_de",
         actor="ro_college",
     ),
+    # Rule E2 again: the new handler, and the one it was taken from (in Romanian) that a colleague has it.
     "re_allocated": request_event(
         exchange.REQUEST_ALLOCATED,
-        {"request_allocated"},
-        {"ro_handler_de"},
+        {"request_allocated", "request_allocated_elsewhere"},
+        {"ro_handler_de", "ro_handler"},
         first_allocation,
         state="in_progress",
         allocated="ro_handler_de",
+        previously_allocated="ro_handler",
         actor="ro_college",
     ),
     # Rule E3: the approving coordinator's users for the area (handlers, data administrators).
