@@ -16,7 +16,7 @@ import isodate
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import MetaData, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -26,7 +26,16 @@ from shared.bus.topology import ServiceQueues
 from shared.bus.transport import Transport, create_transport
 from shared.clock import Clock, SystemClock
 from shared.database import create_engine, create_session_factory
-from shared.errors import ApiError, ErrorBody, install_error_handlers
+from shared.errors import (
+    BAD_REQUEST,
+    MALFORMED,
+    REQUEST_TOO_LARGE,
+    URI_TOO_LONG,
+    ApiError,
+    Refusal,
+    error_responses,
+    install_error_handlers,
+)
 from shared.events.envelope import Envelope
 from shared.limits import RequestLimitsMiddleware
 from shared.logging import get_logger
@@ -234,6 +243,8 @@ async def metrics(runtime: Runtime) -> Response:
 
 
 class ClockTravel(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"advance": "P6M1D"}]})
+
     advance: str = Field(pattern=r"^P", max_length=40, description="an ISO 8601 duration, e.g. P6M1D")
 
 
@@ -243,7 +254,16 @@ development_clock = APIRouter(tags=["development"])
 @development_clock.post(
     "/_dev/clock",
     summary="Move this service's clock forward (never in production)",
-    responses={409: {"model": ErrorBody, "description": "This service's clock cannot travel (a test clock)"}},
+    responses=error_responses(
+        Refusal(409, "clock_fixed", "this service's clock cannot travel"),
+        Refusal(
+            422,
+            "invalid_duration",
+            "advance is an ISO 8601 duration such as P6M1D, within a few centuries",
+            field="advance",
+        ),
+        MALFORMED,
+    ),
 )
 async def travel(body: ClockTravel, runtime: Runtime) -> dict[str, str]:
     """For demonstrations and end-to-end tests across processes: deadlines that take months (rule
@@ -290,12 +310,9 @@ def create_service_app(
         description=definition.description,
         version=definition.version,
         lifespan=lifespan,
-        responses={
-            400: {"model": ErrorBody, "description": "A body that cannot be read (not UTF-8, not JSON)"},
-            413: {"model": ErrorBody, "description": "A body larger than the limit"},
-            414: {"model": ErrorBody, "description": "An address longer than the limit"},
-            422: {"model": ErrorBody, "description": "Invalid input: the error names the field"},
-        },
+        # Any route: a body that cannot be read, a body or an address over the limits (shared/limits.py),
+        # invalid input. A route that declares one of these statuses itself lists these codes again.
+        responses=error_responses(BAD_REQUEST, REQUEST_TOO_LARGE, URI_TOO_LONG, MALFORMED),
     )
     app.state.runtime = runtime
     app.add_middleware(RequestLimitsMiddleware, max_upload=settings.attachment_max_bytes)

@@ -5,8 +5,7 @@ module decides who may do what to which request."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from datetime import date
 from functools import partial
 from typing import Annotated, Any
@@ -25,25 +24,67 @@ from services.exchange.models import Attachment, AttachmentContent, Request, Sta
 from services.exchange.question_sets import QuestionType, question_set, question_sets
 from services.exchange.views import Access, Overview, RequestView, access_of, detailed, overview_fields
 from shared.auth import CurrentPrincipal
-from shared.errors import ApiError, ErrorBody
+from shared.errors import MALFORMED, REQUEST_TOO_LARGE, SIGNED_IN, ApiError, Refusal, Refusals, error_responses
 from shared.languages import LANGUAGE_CODES
 from shared.logging import get_logger
 from shared.outbox import UnitOfWork
 from shared.service import Runtime
-from shared.settings import Settings
-from shared.translation import HttpMachineTranslator, MachineTranslator
+from shared.translation import MachineTranslator, configured_translator
 
 log = get_logger(__name__)
 
-ERRORS: dict[int | str, dict[str, Any]] = {
-    401: {"model": ErrorBody, "description": "No valid access token"},
-    403: {"model": ErrorBody, "description": "The caller may not do this to this request"},
-    404: {"model": ErrorBody, "description": "No such request, or not one the caller may see"},
-    409: {"model": ErrorBody, "description": "Not allowed from the request's current state"},
-    422: {"model": ErrorBody, "description": "Invalid input: the error names the field"},
-}
+router = APIRouter(tags=["requests"])
 
-router = APIRouter(tags=["requests"], responses=ERRORS)
+
+# -- the refusals each route documents (raised here and in services.exchange.lifecycle) ----------
+
+
+def refusals(*specific: Refusals) -> dict[int | str, dict[str, Any]]:
+    """``responses=`` of a route: the token refusals, the route's own and invalid input (which
+    replaces the app's own 422 entry, so it is listed again here)."""
+    return error_responses(SIGNED_IN, specific, MALFORMED)
+
+
+def wrong_state(action: str, state: str = "closed") -> Refusal:
+    return Refusal(409, "transition_not_allowed", f"cannot {action} a request that is {state}", field="state")
+
+
+def forbidden(message: str) -> Refusal:
+    return Refusal(403, "forbidden", message)
+
+
+NOT_FOUND = Refusal(404, "not_found", "no such request", field="request_id")
+UNKNOWN_LANGUAGE = Refusal(422, "unknown_language", "'xx' is not one of the 26 languages", field="lang")
+TEXT_TOO_LONG = Refusal(422, "text_too_long", f"free text is limited to {life.MAX_FREE_TEXT} characters", "comment")
+UNKNOWN_AUTHORITY = Refusal(422, "unknown_authority", "no such authority in the directory", "responding_authority_id")
+RESPONDING_AUTHORITY = (
+    UNKNOWN_AUTHORITY,
+    Refusal(422, "responding_authority_is_requester", "a request goes to another authority", "responding_authority_id"),
+    Refusal(422, "responding_authority_inactive", "the responding authority is not active", "responding_authority_id"),
+    Refusal(
+        422,
+        "responding_authority_lacks_area",
+        "the responding authority does not work in 'professional_qualifications'",
+        "responding_authority_id",
+    ),
+)
+DRAFT_CONTENT = (
+    Refusal(
+        422,
+        "question_not_in_set",
+        "'pq.unknown' is not a question of the professional_qualifications set",
+        "question_ids",
+    ),
+    Refusal(422, "unknown_subject_field", "'nickname' is not a subject field", "subject.nickname"),
+    Refusal(422, "text_too_long", "subject values are limited to 1000 characters", "subject.family_name"),
+    Refusal(422, "wrong_answer_type", "a date is written YYYY-MM-DD", "subject.date_of_birth"),
+    RESPONDING_AUTHORITY,
+)
+DRAFT_PURGED = Refusal(409, "draft_purged", "this draft's data were deleted after its retention period; start anew")
+FORWARD_TARGET = (
+    Refusal(422, "unknown_authority", "no such authority in the directory", "authority_id"),
+    Refusal(422, "forward_across_countries", "forward to an authority of the same country", "authority_id"),
+)
 
 Comment = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=life.MAX_FREE_TEXT)]
 Lang = Annotated[str | None, Query(min_length=2, max_length=2, description="defaults to your preferred language")]
@@ -68,7 +109,7 @@ class DraftIn(Strict):
                         "date_of_birth": "1984-02-29",
                         "profession": "doctor of medicine",
                     },
-                    "reply_date": "2026-04-30",
+                    "reply_date": "2027-03-31",
                     "comment": "The professional applied for registration in Ireland.",
                 }
             ]
@@ -86,6 +127,19 @@ class DraftIn(Strict):
 
 
 class DraftPatch(Strict):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "responding_authority_id": "4b1e2f7a-61d3-4f0e-9a7c-2b8f3c1d5e60",
+                    "question_ids": ["pq.identity.document_matches", "pq.diploma.authentic"],
+                    "subject": {"family_name": "Byrne", "given_names": "Aoife"},
+                    "reply_date": "2027-04-15",
+                }
+            ]
+        }
+    )
+
     responding_authority_id: uuid.UUID | None = None
     question_ids: list[Annotated[str, StringConstraints(max_length=200)]] | None = Field(default=None, max_length=200)
     subject: (
@@ -96,34 +150,77 @@ class DraftPatch(Strict):
 
 
 class CommentIn(Strict):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"comment": "Thank you, the information answers our questions."}]}
+    )
+
     comment: Comment | None = None
 
 
 class ReasonIn(Strict):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"comment": "Please also confirm the date the diploma was awarded."}]}
+    )
+
     comment: Comment
 
 
 class ForwardIn(Strict):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "authority_id": "9c3d5e7f-1a2b-4c6d-8e0f-a1b2c3d4e5f6",
+                    "comment": "The diploma was issued in Iași; the college there holds the file.",
+                }
+            ]
+        }
+    )
+
     authority_id: uuid.UUID
     comment: Comment | None = None
 
 
 class ForwardQuestionsIn(Strict):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "authority_id": "9c3d5e7f-1a2b-4c6d-8e0f-a1b2c3d4e5f6",
+                    "question_ids": ["pq.sanctions.any"],
+                    "comment": "Disciplinary records are kept by the national college.",
+                }
+            ]
+        }
+    )
+
     authority_id: uuid.UUID
     question_ids: list[Annotated[str, StringConstraints(max_length=200)]] = Field(min_length=1, max_length=200)
     comment: Comment | None = None
 
 
 class ReplyDateIn(Strict):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"reply_date": "2027-05-14", "comment": "The archive holding the diploma file reopens in May."}
+            ]
+        }
+    )
+
     reply_date: date
     comment: Comment | None = None
 
 
 class ReplyDateAnswer(Strict):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"agree": True}]})
+
     agree: bool
 
 
 class AllocateIn(Strict):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"user_id": "2f8e6d4c-0b1a-4938-8776-5a4b3c2d1e0f"}]})
+
     user_id: uuid.UUID
 
 
@@ -198,7 +295,7 @@ async def _view(uow: UnitOfWork, caller: Caller, request: Request, language: str
     return await detailed(uow, request, access, language)
 
 
-@router.get("/question-sets", summary="The question sets, in your language")
+@router.get("/question-sets", summary="The question sets, in your language", responses=refusals(UNKNOWN_LANGUAGE))
 async def list_question_sets(principal: CurrentPrincipal, lang: Lang = None) -> list[dict[str, Any]]:
     language = _language(Caller(principal), lang)
     return [
@@ -261,7 +358,18 @@ async def _written_with(uow: UnitOfWork, caller: Caller, key: str) -> Created | 
     return Created(id=found.id, reference=found.reference) if found else None
 
 
-@router.post("/requests", status_code=201, response_model=Created, summary="Write a request (a draft)")
+@router.post(
+    "/requests",
+    status_code=201,
+    response_model=Created,
+    summary="Write a request (a draft)",
+    responses=refusals(
+        forbidden("only request handlers in 'professional_qualifications' write requests"),
+        Refusal(409, "conflict", "the request could not be written; try again"),
+        Refusal(422, "unknown_legislative_area", "no question set for 'medicine'", "area"),
+        DRAFT_CONTENT,
+    ),
+)
 async def create_request(
     body: DraftIn, runtime: Runtime, principal: CurrentPrincipal, idempotency_key: IdempotencyKey = None
 ) -> Created:
@@ -294,7 +402,12 @@ async def create_request(
         return earlier
 
 
-@router.get("/requests/{request_id}", response_model=RequestView, summary="A request, as you may see it")
+@router.get(
+    "/requests/{request_id}",
+    response_model=RequestView,
+    summary="A request, as you may see it",
+    responses=refusals(NOT_FOUND, forbidden("your access to this request does not include this"), UNKNOWN_LANGUAGE),
+)
 async def get_request(
     request_id: uuid.UUID,
     runtime: Runtime,
@@ -321,23 +434,10 @@ async def get_request(
             )
         view = await _view(uow, caller, request, language)
     if translate_free_text:
-        async with free_text_translator(runtime.settings) as translator:
+        async with configured_translator(runtime.settings) as translator:
             if translator is not None:
                 await translate_free_text_of(view, language, translator)
     return view
-
-
-@asynccontextmanager
-async def free_text_translator(settings: Settings) -> AsyncIterator[MachineTranslator | None]:
-    """The configured machine-translation service (none when ``IMI_MACHINE_TRANSLATION_URL`` is
-    unset), its connections closed after the call."""
-    if settings.machine_translation_url is None:
-        yield None
-        return
-    async with httpx.AsyncClient(timeout=30) as client:
-        yield HttpMachineTranslator(
-            settings.machine_translation_url, api_key=settings.machine_translation_api_key, client=client
-        )
 
 
 async def translate_free_text_of(view: RequestView, language: str, translator: MachineTranslator) -> None:
@@ -367,7 +467,18 @@ async def translate_free_text_of(view: RequestView, language: str, translator: M
             keep(translation)
 
 
-@router.patch("/requests/{request_id}", response_model=Created, summary="Edit a draft")
+@router.patch(
+    "/requests/{request_id}",
+    response_model=Created,
+    summary="Edit a draft",
+    responses=refusals(
+        NOT_FOUND,
+        forbidden("only the requesting authority's request handlers edit the draft"),
+        wrong_state("edit", "awaiting_acceptance"),
+        DRAFT_PURGED,
+        DRAFT_CONTENT,
+    ),
+)
 async def edit_request(
     request_id: uuid.UUID, body: DraftPatch, runtime: Runtime, principal: CurrentPrincipal
 ) -> Created:
@@ -386,7 +497,16 @@ async def edit_request(
         return Created(id=request.id, reference=request.reference)
 
 
-@router.delete("/requests/{request_id}", status_code=204, summary="Delete a draft")
+@router.delete(
+    "/requests/{request_id}",
+    status_code=204,
+    summary="Delete a draft",
+    responses=refusals(
+        NOT_FOUND,
+        forbidden("only the requesting authority's request handlers delete the draft"),
+        wrong_state("delete", "awaiting_acceptance"),
+    ),
+)
 async def delete_request(request_id: uuid.UUID, runtime: Runtime, principal: CurrentPrincipal) -> Response:
     caller = Caller(principal)
     async with runtime.messaging.transaction() as uow:
@@ -408,35 +528,108 @@ async def _transition(runtime: Runtime, principal: Any, request_id: uuid.UUID, a
         return await _view(uow, caller, request, caller.language)
 
 
-@router.post("/requests/{request_id}/send", response_model=RequestView)
+@router.post(
+    "/requests/{request_id}/send",
+    response_model=RequestView,
+    summary="Send a draft (E1, E3)",
+    responses=refusals(
+        NOT_FOUND,
+        forbidden("only the requesting authority's request handlers send its requests"),
+        wrong_state("send", "awaiting_acceptance"),
+        DRAFT_PURGED,
+        Refusal(422, "responding_authority_missing", "choose the responding authority", "responding_authority_id"),
+        Refusal(422, "no_questions", "choose at least one question", "question_ids"),
+        Refusal(422, "subject_field_missing", "family_name is required", "subject.family_name"),
+        Refusal(
+            422,
+            "reply_date_not_in_future",
+            "the reply date the requester needs must be after today",
+            "reply_date",
+        ),
+        RESPONDING_AUTHORITY,
+    ),
+)
 async def send(request_id: uuid.UUID, runtime: Runtime, principal: CurrentPrincipal) -> RequestView:
     """To the responding authority, or first to the coordinator that approves requests (E3)."""
     return await _transition(runtime, principal, request_id, life.send)
 
 
-@router.post("/requests/{request_id}/approve", response_model=RequestView)
+@router.post(
+    "/requests/{request_id}/approve",
+    response_model=RequestView,
+    summary="Approve a request before it goes out (the approving coordinator, E3)",
+    responses=refusals(
+        NOT_FOUND,
+        forbidden("only the approving coordinator approves this request (rule E3)"),
+        wrong_state("approve", "in_progress"),
+    ),
+)
 async def approve(request_id: uuid.UUID, runtime: Runtime, principal: CurrentPrincipal) -> RequestView:
     return await _transition(runtime, principal, request_id, life.approve_request)
 
 
-@router.post("/requests/{request_id}/reject", response_model=RequestView)
+@router.post(
+    "/requests/{request_id}/reject",
+    response_model=RequestView,
+    summary="Send a request back to its writer (the approving coordinator, E3)",
+    responses=refusals(
+        NOT_FOUND,
+        forbidden("only the approving coordinator rejects this request (rule E3)"),
+        wrong_state("reject", "in_progress"),
+        TEXT_TOO_LONG,
+    ),
+)
 async def reject(request_id: uuid.UUID, body: ReasonIn, runtime: Runtime, principal: CurrentPrincipal) -> RequestView:
     return await _transition(runtime, principal, request_id, life.reject_request, body.comment)
 
 
-@router.post("/requests/{request_id}/withdraw", response_model=RequestView)
+@router.post(
+    "/requests/{request_id}/withdraw",
+    response_model=RequestView,
+    summary="Withdraw a sent request",
+    responses=refusals(
+        NOT_FOUND,
+        forbidden("only the requesting authority's request handlers withdraw its requests"),
+        wrong_state("withdraw", "in_progress"),
+        TEXT_TOO_LONG,
+    ),
+)
 async def withdraw(
     request_id: uuid.UUID, body: CommentIn, runtime: Runtime, principal: CurrentPrincipal
 ) -> RequestView:
     return await _transition(runtime, principal, request_id, life.withdraw, body.comment)
 
 
-@router.post("/requests/{request_id}/accept", response_model=RequestView)
+@router.post(
+    "/requests/{request_id}/accept",
+    response_model=RequestView,
+    summary="Accept a received request",
+    responses=refusals(
+        NOT_FOUND,
+        forbidden("only the responding authority's request handlers or allocators accept"),
+        wrong_state("accept", "in_progress"),
+        Refusal(409, "reply_date_pending", "the requester has not yet answered the proposed reply date"),
+        UNKNOWN_AUTHORITY,
+    ),
+)
 async def accept(request_id: uuid.UUID, runtime: Runtime, principal: CurrentPrincipal) -> RequestView:
     return await _transition(runtime, principal, request_id, life.accept)
 
 
-@router.post("/requests/{request_id}/allocate", response_model=RequestView)
+@router.post(
+    "/requests/{request_id}/allocate",
+    response_model=RequestView,
+    summary="Allocate a received request to a request handler (E2)",
+    responses=refusals(
+        NOT_FOUND,
+        forbidden("only the responding authority's allocators allocate (rule E2)"),
+        wrong_state("allocate"),
+        Refusal(409, "allocation_off", "the responding authority does not allocate requests (rule S8)"),
+        Refusal(409, "already_allocated", "the request is already allocated to this handler"),
+        Refusal(422, "not_a_request_handler", "allocate to a request handler of the authority in this area", "user_id"),
+        UNKNOWN_AUTHORITY,
+    ),
+)
 async def allocate(
     request_id: uuid.UUID, body: AllocateIn, runtime: Runtime, principal: CurrentPrincipal
 ) -> RequestView:
@@ -444,7 +637,20 @@ async def allocate(
     return await _transition(runtime, principal, request_id, life.allocate, body.user_id)
 
 
-@router.post("/requests/{request_id}/forward", response_model=RequestView)
+@router.post(
+    "/requests/{request_id}/forward",
+    response_model=RequestView,
+    summary="Forward a received request to another authority of the same country",
+    responses=refusals(
+        NOT_FOUND,
+        forbidden("only the responding authority's request handlers or allocators forward"),
+        wrong_state("forward", "in_progress"),
+        FORWARD_TARGET,
+        Refusal(422, "forward_to_party", "forward to another authority", "authority_id"),
+        Refusal(422, "responding_authority_lacks_area", "that authority does not work in this area", "authority_id"),
+        TEXT_TOO_LONG,
+    ),
+)
 async def forward(request_id: uuid.UUID, body: ForwardIn, runtime: Runtime, principal: CurrentPrincipal) -> RequestView:
     caller = Caller(principal)
     async with runtime.messaging.transaction() as uow:
@@ -467,7 +673,21 @@ def overview_view(request: Request, uow: UnitOfWork) -> RequestView:
     )
 
 
-@router.post("/requests/{request_id}/forward-questions", response_model=Created, status_code=201)
+@router.post(
+    "/requests/{request_id}/forward-questions",
+    response_model=Created,
+    status_code=201,
+    summary="Forward some questions to another authority (a new request)",
+    responses=refusals(
+        NOT_FOUND,
+        forbidden("only the responding authority's request handlers forward questions"),
+        wrong_state("forward questions of"),
+        FORWARD_TARGET,
+        Refusal(422, "question_not_in_request", "forward questions of this request only", "question_ids"),
+        Refusal(422, "forward_whole_request", "to hand over every question, forward the request", "question_ids"),
+        TEXT_TOO_LONG,
+    ),
+)
 async def forward_questions(
     request_id: uuid.UUID, body: ForwardQuestionsIn, runtime: Runtime, principal: CurrentPrincipal
 ) -> Created:
@@ -478,21 +698,55 @@ async def forward_questions(
         return Created(id=child.id, reference=child.reference)
 
 
-@router.post("/requests/{request_id}/reply-date/proposal", response_model=RequestView)
+@router.post(
+    "/requests/{request_id}/reply-date/proposal",
+    response_model=RequestView,
+    summary="Propose another reply date (the responder)",
+    responses=refusals(
+        NOT_FOUND,
+        forbidden("only the responding authority proposes another reply date"),
+        wrong_state("propose a reply date for"),
+        Refusal(422, "reply_date_not_in_future", "propose a date after today", "reply_date"),
+        TEXT_TOO_LONG,
+        UNKNOWN_AUTHORITY,
+    ),
+)
 async def propose_reply_date(
     request_id: uuid.UUID, body: ReplyDateIn, runtime: Runtime, principal: CurrentPrincipal
 ) -> RequestView:
     return await _transition(runtime, principal, request_id, life.propose_reply_date, body.reply_date, body.comment)
 
 
-@router.post("/requests/{request_id}/reply-date/answer", response_model=RequestView)
+@router.post(
+    "/requests/{request_id}/reply-date/answer",
+    response_model=RequestView,
+    summary="Agree or not to a proposed reply date (the requester)",
+    responses=refusals(
+        NOT_FOUND,
+        forbidden("only the requesting authority answers a proposed reply date"),
+        wrong_state("answer a reply date of"),
+        Refusal(409, "no_reply_date_proposed", "no other reply date was proposed"),
+    ),
+)
 async def answer_reply_date(
     request_id: uuid.UUID, body: ReplyDateAnswer, runtime: Runtime, principal: CurrentPrincipal
 ) -> RequestView:
     return await _transition(runtime, principal, request_id, life.answer_reply_date, body.agree)
 
 
-@router.put("/requests/{request_id}/answers", response_model=RequestView)
+@router.put(
+    "/requests/{request_id}/answers",
+    response_model=RequestView,
+    summary="Save answers (the responding handler)",
+    responses=refusals(
+        NOT_FOUND,
+        forbidden("only the responding handler answers (the allocated one when allocation is on)"),
+        wrong_state("answer"),
+        Refusal(422, "question_not_in_request", "'pq.sanctions.any' is not a question of this request", "answers"),
+        Refusal(422, "wrong_answer_type", "answer one of yes, no", "answers.pq.diploma.authentic"),
+        UNKNOWN_AUTHORITY,
+    ),
+)
 async def save_answers(
     request_id: uuid.UUID, body: AnswersIn, runtime: Runtime, principal: CurrentPrincipal
 ) -> RequestView:
@@ -500,29 +754,80 @@ async def save_answers(
     return await _transition(runtime, principal, request_id, life.save_answers, body.answers)
 
 
-@router.post("/requests/{request_id}/reply", response_model=RequestView)
+@router.post(
+    "/requests/{request_id}/reply",
+    response_model=RequestView,
+    summary="Send the reply (to the requester, or first to the approving coordinator, E3)",
+    responses=refusals(
+        NOT_FOUND,
+        forbidden("only the responding handler replies"),
+        wrong_state("reply to"),
+        Refusal(422, "questions_unanswered", "answer every question first: pq.sanctions.any", "answers"),
+        TEXT_TOO_LONG,
+        UNKNOWN_AUTHORITY,
+    ),
+)
 async def reply(request_id: uuid.UUID, body: CommentIn, runtime: Runtime, principal: CurrentPrincipal) -> RequestView:
     return await _transition(runtime, principal, request_id, life.submit_reply, body.comment)
 
 
-@router.post("/requests/{request_id}/reply/approve", response_model=RequestView)
+@router.post(
+    "/requests/{request_id}/reply/approve",
+    response_model=RequestView,
+    summary="Approve a reply before it goes out (the approving coordinator, E3)",
+    responses=refusals(
+        NOT_FOUND,
+        forbidden("only the approving coordinator approves this reply (rule E3)"),
+        wrong_state("approve the reply of", "in_progress"),
+    ),
+)
 async def approve_reply(request_id: uuid.UUID, runtime: Runtime, principal: CurrentPrincipal) -> RequestView:
     return await _transition(runtime, principal, request_id, life.approve_reply)
 
 
-@router.post("/requests/{request_id}/reply/reject", response_model=RequestView)
+@router.post(
+    "/requests/{request_id}/reply/reject",
+    response_model=RequestView,
+    summary="Send a reply back to the responder (the approving coordinator, E3)",
+    responses=refusals(
+        NOT_FOUND,
+        forbidden("only the approving coordinator rejects this reply (rule E3)"),
+        wrong_state("reject the reply of", "in_progress"),
+        TEXT_TOO_LONG,
+    ),
+)
 async def reject_reply(
     request_id: uuid.UUID, body: ReasonIn, runtime: Runtime, principal: CurrentPrincipal
 ) -> RequestView:
     return await _transition(runtime, principal, request_id, life.reject_reply, body.comment)
 
 
-@router.post("/requests/{request_id}/close", response_model=RequestView)
+@router.post(
+    "/requests/{request_id}/close",
+    response_model=RequestView,
+    summary="Close a replied request (the requester)",
+    responses=refusals(
+        NOT_FOUND,
+        forbidden("only the requesting authority's request handlers close its requests"),
+        wrong_state("close", "in_progress"),
+        TEXT_TOO_LONG,
+    ),
+)
 async def close(request_id: uuid.UUID, body: CommentIn, runtime: Runtime, principal: CurrentPrincipal) -> RequestView:
     return await _transition(runtime, principal, request_id, life.close, body.comment)
 
 
-@router.post("/requests/{request_id}/additional-information", response_model=RequestView)
+@router.post(
+    "/requests/{request_id}/additional-information",
+    response_model=RequestView,
+    summary="Ask the responder for more (E4)",
+    responses=refusals(
+        NOT_FOUND,
+        forbidden("only the requesting authority asks for more information"),
+        wrong_state("ask for more on", "in_progress"),
+        TEXT_TOO_LONG,
+    ),
+)
 async def request_information(
     request_id: uuid.UUID, body: ReasonIn, runtime: Runtime, principal: CurrentPrincipal
 ) -> RequestView:
@@ -530,7 +835,18 @@ async def request_information(
     return await _transition(runtime, principal, request_id, life.request_information, body.comment)
 
 
-@router.post("/requests/{request_id}/additional-information/refusal", response_model=RequestView)
+@router.post(
+    "/requests/{request_id}/additional-information/refusal",
+    response_model=RequestView,
+    summary="State that no more can be given (E4)",
+    responses=refusals(
+        NOT_FOUND,
+        forbidden("only the responding handler states that no more can be given"),
+        wrong_state("refuse more information on", "in_progress"),
+        TEXT_TOO_LONG,
+        UNKNOWN_AUTHORITY,
+    ),
+)
 async def refuse_information(
     request_id: uuid.UUID, body: ReasonIn, runtime: Runtime, principal: CurrentPrincipal
 ) -> RequestView:
@@ -538,25 +854,73 @@ async def refuse_information(
     return await _transition(runtime, principal, request_id, life.refuse_information, body.comment)
 
 
-@router.post("/requests/{request_id}/referral", response_model=RequestView)
+@router.post(
+    "/requests/{request_id}/referral",
+    response_model=RequestView,
+    summary="Ask both sides' coordinators to step in (E4, S14)",
+    responses=refusals(
+        NOT_FOUND,
+        forbidden("only the requesting authority asks for referral"),
+        wrong_state("refer", "in_progress"),
+        Refusal(409, "no_referral_coordinators", "no coordinator of either side takes part in referrals"),
+        TEXT_TOO_LONG,
+    ),
+)
 async def refer(request_id: uuid.UUID, body: CommentIn, runtime: Runtime, principal: CurrentPrincipal) -> RequestView:
     """Rule E4: ask both sides' coordinators to step in."""
     return await _transition(runtime, principal, request_id, life.refer, body.comment)
 
 
-@router.post("/requests/{request_id}/referral/opinion", response_model=RequestView)
+@router.post(
+    "/requests/{request_id}/referral/opinion",
+    response_model=RequestView,
+    summary="Give a coordinator's opinion on a referred request",
+    responses=refusals(
+        NOT_FOUND,
+        forbidden("only the referred coordinators give an opinion"),
+        wrong_state("give an opinion on"),
+        Refusal(409, "opinion_given", "this coordinator has given its opinion"),
+        TEXT_TOO_LONG,
+        UNKNOWN_AUTHORITY,
+    ),
+)
 async def give_opinion(
     request_id: uuid.UUID, body: ReasonIn, runtime: Runtime, principal: CurrentPrincipal
 ) -> RequestView:
     return await _transition(runtime, principal, request_id, life.give_opinion, body.comment)
 
 
-@router.post("/requests/{request_id}/reopen", response_model=RequestView)
+@router.post(
+    "/requests/{request_id}/reopen",
+    response_model=RequestView,
+    summary="Reopen a closed request (the requester)",
+    responses=refusals(
+        NOT_FOUND,
+        forbidden("only the requesting authority reopens its requests"),
+        wrong_state("reopen", "in_progress"),
+        Refusal(
+            409,
+            "retention_deadline_passed",
+            "the request's personal data were due for deletion on 2026-11-01 (rule P2); start a new request",
+        ),
+        TEXT_TOO_LONG,
+    ),
+)
 async def reopen(request_id: uuid.UUID, body: ReasonIn, runtime: Runtime, principal: CurrentPrincipal) -> RequestView:
     return await _transition(runtime, principal, request_id, life.reopen, body.comment)
 
 
-@router.post("/requests/{request_id}/comments", status_code=201, response_model=RequestView)
+@router.post(
+    "/requests/{request_id}/comments",
+    status_code=201,
+    response_model=RequestView,
+    summary="Add a comment to a request",
+    responses=refusals(
+        NOT_FOUND,
+        forbidden("only request handlers comment on a request"),
+        TEXT_TOO_LONG,
+    ),
+)
 async def add_comment(
     request_id: uuid.UUID, body: ReasonIn, runtime: Runtime, principal: CurrentPrincipal
 ) -> RequestView:
@@ -571,10 +935,17 @@ async def add_comment(
     "/requests/{request_id}/attachments",
     status_code=201,
     response_model=AttachmentOut,
-    responses={
-        413: {"model": ErrorBody, "description": "Larger than IMI_ATTACHMENT_MAX_BYTES"},
-        415: {"model": ErrorBody, "description": "A type not in IMI_ATTACHMENT_TYPES"},
-    },
+    summary="Attach a document (the two authorities' request handlers)",
+    responses=refusals(
+        NOT_FOUND,
+        forbidden("only request handlers attach documents"),
+        Refusal(409, "transition_not_allowed", "cannot attach to a request that is closed"),
+        Refusal(413, "attachment_too_large", "attachments are limited to 10485760 bytes", "file"),
+        REQUEST_TOO_LARGE,
+        Refusal(415, "attachment_type_not_allowed", "accepted types: application/pdf, image/png", "file"),
+        Refusal(422, "attachment_empty", "the file is empty", "file"),
+        Refusal(422, "attachment_name_invalid", "give the file a plain name of up to 255 characters", "file"),
+    ),
 )
 async def upload_attachment(
     request_id: uuid.UUID,
@@ -603,7 +974,16 @@ async def upload_attachment(
         )
 
 
-@router.get("/requests/{request_id}/attachments/{attachment_id}", response_class=Response)
+@router.get(
+    "/requests/{request_id}/attachments/{attachment_id}",
+    response_class=Response,
+    summary="Download an attachment (the two authorities)",
+    responses=refusals(
+        NOT_FOUND,
+        Refusal(404, "not_found", "no such attachment", "attachment_id"),
+        forbidden("your access to this request does not include this"),
+    ),
+)
 async def download_attachment(
     request_id: uuid.UUID, attachment_id: uuid.UUID, runtime: Runtime, principal: CurrentPrincipal
 ) -> Response:
@@ -624,7 +1004,15 @@ async def download_attachment(
         )
 
 
-@router.get("/requests", response_model=OverviewPageOut, summary="Sent or received requests of an authority")
+@router.get(
+    "/requests",
+    response_model=OverviewPageOut,
+    summary="Sent or received requests of an authority",
+    responses=refusals(
+        Refusal(404, "not_found", "no such authority", "authority_id"),
+        forbidden("this authority's requests are shown to it, its linked authorities and coordinators"),
+    ),
+)
 async def list_requests(
     runtime: Runtime,
     principal: CurrentPrincipal,
@@ -652,7 +1040,7 @@ async def list_requests(
         return OverviewPageOut(items=found.items, total=found.total, page=found.page, page_size=found.page_size)
 
 
-@router.get("/actions", response_model=ActionPageOut, summary="What awaits your action")
+@router.get("/actions", response_model=ActionPageOut, summary="What awaits your action", responses=refusals())
 async def my_actions(
     runtime: Runtime,
     principal: CurrentPrincipal,
@@ -665,7 +1053,13 @@ async def my_actions(
         return ActionPageOut(items=found.items, total=found.total, page=found.page, page_size=found.page_size)
 
 
-@router.get("/statistics", response_model=list[queries.Figures], tags=["statistics"])
+@router.get(
+    "/statistics",
+    response_model=list[queries.Figures],
+    tags=["statistics"],
+    summary="Reply-time statistics per country or area",
+    responses=refusals(),
+)
 async def statistics(
     runtime: Runtime,
     principal: CurrentPrincipal,

@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints
+from pydantic.json_schema import JsonDict
 
 from services.registry.models import AuthorityKind, Level, Referral, Role
 
@@ -18,6 +19,22 @@ LanguageCode = Annotated[str, StringConstraints(min_length=2, max_length=2)]
 CountryCode = Annotated[str, StringConstraints(min_length=2, max_length=2, to_upper=True)]
 AreaCode = Annotated[str, StringConstraints(min_length=1, max_length=100)]
 Code = Annotated[str, StringConstraints(min_length=1, max_length=100)]
+
+
+AUTHORITY_EXAMPLE: JsonDict = {
+    "country": "RO",
+    "level": "regional",
+    "region": "Cluj",
+    "official_name": "Colegiul Medicilor Cluj",
+    "language": "ro",
+    "informal_name": "Colegiul regional al medicilor din Cluj",
+    "profile": "Recunoașterea calificărilor profesionale ale medicilor din regiunea Cluj.",
+    "emails": ["office@cmcluj.example.ro"],
+    "languages": ["ro", "en"],
+    "areas": ["professional_qualifications"],
+    "keywords": {"areas": {"professional_qualifications": ["doctor_of_medicine"]}},
+    "first_user": {"name": "Ana Pop", "email": "ana.pop@cmcluj.example.ro", "language": "ro"},
+}
 
 
 class Strict(BaseModel):
@@ -83,6 +100,10 @@ class UserOut(BaseModel):
 
 
 class UserPatch(Strict):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"phone": "+40 264 000 222", "language": "ro", "digest": True}]}
+    )
+
     name: Name | None = None
     phone: Annotated[str, StringConstraints(strip_whitespace=True, max_length=100)] | None = None
     language: LanguageCode | None = None
@@ -92,6 +113,20 @@ class UserPatch(Strict):
 
 
 class RolesIn(Strict):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "roles": [
+                        {"role": "allocator", "area": "professional_qualifications"},
+                        {"role": "request_handler", "area": "professional_qualifications"},
+                        {"role": "local_data_administrator"},
+                    ]
+                }
+            ]
+        }
+    )
+
     roles: list[RoleGrant] = Field(max_length=100)
 
 
@@ -103,27 +138,7 @@ class UsernameOut(BaseModel):
 class AuthorityIn(Strict):
     """An authority registered by a coordinator (or a coordinator by the Commission)."""
 
-    model_config = ConfigDict(
-        extra="forbid",
-        json_schema_extra={
-            "examples": [
-                {
-                    "country": "RO",
-                    "level": "regional",
-                    "region": "Cluj",
-                    "official_name": "Colegiul Medicilor Cluj",
-                    "language": "ro",
-                    "informal_name": "Colegiul regional al medicilor din Cluj",
-                    "profile": "Recunoașterea calificărilor profesionale ale medicilor din regiunea Cluj.",
-                    "emails": ["office@cmcluj.example.ro"],
-                    "languages": ["ro", "en"],
-                    "areas": ["professional_qualifications"],
-                    "keywords": {"areas": {"professional_qualifications": ["doctor_of_medicine"]}},
-                    "first_user": {"name": "Ana Pop", "email": "ana.pop@cmcluj.example.ro", "language": "ro"},
-                }
-            ]
-        },
-    )
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [AUTHORITY_EXAMPLE]})
 
     kind: AuthorityKind = AuthorityKind.competent_authority
     country: CountryCode
@@ -147,6 +162,27 @@ class AuthorityIn(Strict):
 class AuthorityPatch(Strict):
     """What the authority's own local data administrator keeps current (rules S1–S3, S8)."""
 
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "informal_name": "Colegiul regional al medicilor din Cluj – recunoașterea calificărilor medicilor",
+                    "profile": "Autoritate competentă pentru recunoașterea calificărilor medicilor din Cluj.",
+                    "significant": True,
+                    "phone": "+40 264 000 111",
+                    "website": "https://www.cmcluj.example.ro",
+                    "languages": ["ro", "en", "fr"],
+                    "keywords": {
+                        "economic_activities": ["Q"],
+                        "policy_areas": ["public_health"],
+                        "areas": {"professional_qualifications": ["doctor_of_medicine", "specialised_doctor"]},
+                    },
+                    "allocation_enabled": True,
+                }
+            ]
+        }
+    )
+
     informal_name: Name | None = None
     profile: Profile | None = None
     significant: bool = Field(
@@ -163,35 +199,74 @@ class AuthorityPatch(Strict):
 
 
 class OfficialNameIn(Strict):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"official_name": "Colegiul Medicilor din Județul Cluj"}]}
+    )
+
     official_name: Name
 
 
 class TranslationIn(Strict):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "informal_name": "Regional college of physicians of Cluj – recognition of doctors",
+                    "profile": "Competent authority for the recognition of doctors' qualifications in Cluj.",
+                }
+            ]
+        }
+    )
+
     informal_name: Name
     profile: Profile = ""
 
 
 class AreaGrant(Strict):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"area": "professional_qualifications"}]})
+
     area: AreaCode
 
 
 class LinkIn(Strict):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"linked_authority_id": "0b6f3c2e-8d4a-4f61-9e27-5a1c7d3b9f80"}]}
+    )
+
     linked_authority_id: uuid.UUID
 
 
 class RequestCoordinatorIn(Strict):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "area": "professional_qualifications",
+                    "coordinator_id": "7d2a9e41-3c5b-4b8f-a1e6-9f0c2d4b6a13",
+                    "full_view": True,
+                }
+            ]
+        }
+    )
+
     area: AreaCode
     coordinator_id: uuid.UUID
     full_view: bool = False
 
 
 class CoordinatorSettingsIn(Strict):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"referral": "yes", "approve_requests": True, "approve_replies": True}]}
+    )
+
     referral: Referral = Referral.yes
     approve_requests: bool = False
     approve_replies: bool = False
 
 
 class InvitationIn(Strict):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"email": "office@cmtimis.example.ro"}]})
+
     email: EmailStr
 
 
@@ -202,6 +277,10 @@ class InvitationOut(BaseModel):
 
 
 class SelfRegistrationIn(Strict):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"token": "m3Xq9Lw2Rt7Kz5Pb1Nv8Hc4Yd6Fj0Gs", "authority": AUTHORITY_EXAMPLE}]}
+    )
+
     token: Annotated[str, StringConstraints(min_length=10, max_length=200)]
     authority: AuthorityIn
 

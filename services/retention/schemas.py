@@ -30,6 +30,11 @@ class PurgeOut(BaseModel):
     purged_at: datetime | None = Field(description="when the exchange deleted the data, as it reports")
     confirmed_at: datetime | None = Field(description="when its confirmation reached this service")
     deleted_count: int | None = Field(description="rows or files the exchange deleted")
+    not_purged: str | None = Field(
+        default=None,
+        description="confirmed without deleting anything, and why: request_open (reopened after the order) or "
+        "not_due (closed again, its new deadline ahead); the request is ordered again when it falls due (rule P2)",
+    )
     overdue: bool
     overdue_reported_at: datetime | None
 

@@ -15,34 +15,25 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from services.registry import login, tokens
 from services.registry.login import PASSWORD_MAX_LENGTH, TokenPair
-from services.registry.rate_limits import ACCOUNT_LIMIT, ADDRESS_LIMIT, TooManyAttempts, login_limits
+from services.registry.rate_limits import TooManyAttempts, login_limits
+from services.registry.routes.refusals import (
+    ACCOUNT_LOCKED,
+    INVALID_CREDENTIALS,
+    TOO_MANY_ATTEMPTS,
+    anonymous,
+)
 from services.registry.security import POSITIONS_ASKED, SECURITY_CODE_LENGTH
 from shared.auth import CurrentPrincipal
-from shared.errors import ErrorBody
+from shared.errors import SIGNED_IN, Refusal, error_responses
 from shared.service import Runtime
 
 router = APIRouter(tags=["login"])
 
 SECRET_MAX_LENGTH = 100  # challenge ids, setup and refresh tokens are 43 characters
-
-
-def _error(codes: str) -> dict[str, Any]:
-    """An OpenAPI error response: the error codes it may carry, and why."""
-    return {"model": ErrorBody, "description": codes}
-
-
-TOO_MANY_ATTEMPTS: dict[str, Any] = {
-    "model": ErrorBody,
-    "description": (
-        f"too_many_attempts: more than {ACCOUNT_LIMIT.attempts} refused attempts a minute on one account, "
-        f"or {ADDRESS_LIMIT.attempts} from one address (whether or not the account exists)"
-    ),
-    "headers": {"Retry-After": {"description": "seconds to wait", "schema": {"type": "integer", "minimum": 1}}},
-}
 
 
 def _client_address(request: Request) -> str:
@@ -55,10 +46,19 @@ def _no_store(response: Response) -> None:
     response.headers["Pragma"] = "no-cache"
 
 
+INVALID_CHALLENGE = Refusal(401, "invalid_challenge", "this login step is unknown, used or expired; log in again")
+WRONG_SECURITY_CODE = Refusal(401, "wrong_security_code", "the digits of the security code are wrong; log in again")
+INVALID_REFRESH_TOKEN = Refusal(401, "invalid_refresh_token", "this refresh token is not valid; log in again")
+
+
 # -- bodies -------------------------------------------------------------------------------------
 
 
 class LoginIn(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"username": "mihai.ionescu", "password": "Cluj-Napoca 2026 medici"}]}
+    )
+
     username: str = Field(min_length=1, max_length=100)
     password: str = Field(min_length=1, max_length=PASSWORD_MAX_LENGTH, description="case-sensitive")
 
@@ -87,6 +87,17 @@ Digit = Annotated[str, Field(pattern=r"^[0-9]$")]
 
 
 class CodeIn(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "challenge_id": "q7Vb1xWmT3kJ0aYpL9cR2eN5uH8sD4fG6iK1oZ3wB0M",
+                    "digits": {"3": "7", "8": "0", "11": "4"},
+                }
+            ]
+        }
+    )
+
     challenge_id: str = Field(min_length=1, max_length=SECRET_MAX_LENGTH)
     digits: dict[Position, Digit] = Field(
         min_length=POSITIONS_ASKED,
@@ -96,6 +107,18 @@ class CodeIn(BaseModel):
 
 
 class SetupIn(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "setup_token": "Zr4Kq8Wm2Xv6Tn1Bp9Ls3Hd7Jf5Gc0Ya8Ue2Io4Qw6E",
+                    "new_password": "Cluj-Napoca 2026 medici",
+                    "security_code": "482915306271",
+                }
+            ]
+        }
+    )
+
     setup_token: str = Field(min_length=1, max_length=SECRET_MAX_LENGTH)
     new_password: str = Field(
         min_length=1,
@@ -106,6 +129,10 @@ class SetupIn(BaseModel):
 
 
 class RefreshIn(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"refresh_token": "Hq2Wd8Zk4Lm6Nx0Rv3Tb7Pc1Ys5Fg9Je2Ku4Ia8Oe6Mw"}]}
+    )
+
     refresh_token: str = Field(min_length=1, max_length=SECRET_MAX_LENGTH)
 
 
@@ -158,11 +185,7 @@ class Me(BaseModel):
     "/auth/login",
     response_model=LoginStep,
     summary="Step one: user name and password",
-    responses={
-        401: _error("invalid_credentials: unknown user name, wrong password, or an account that cannot log in"),
-        403: _error("account_locked: the password is right but five failed attempts locked the account"),
-        429: TOO_MANY_ATTEMPTS,
-    },
+    responses=anonymous(INVALID_CREDENTIALS, ACCOUNT_LOCKED, TOO_MANY_ATTEMPTS),
 )
 async def start_login(
     body: LoginIn, runtime: Runtime, request: Request, response: Response
@@ -184,11 +207,7 @@ async def start_login(
     "/auth/login/code",
     response_model=TokensOut,
     summary="Step two: three digits of the security code",
-    responses={
-        401: _error("invalid_challenge (unknown, used or expired), wrong_security_code, or invalid_credentials"),
-        403: _error("account_locked: this was the fifth failed attempt, or the account was locked meanwhile"),
-        429: TOO_MANY_ATTEMPTS,
-    },
+    responses=anonymous(INVALID_CHALLENGE, WRONG_SECURITY_CODE, INVALID_CREDENTIALS, ACCOUNT_LOCKED, TOO_MANY_ATTEMPTS),
 )
 async def finish_login(
     body: CodeIn, runtime: Runtime, request: Request, response: Response
@@ -210,12 +229,14 @@ async def finish_login(
     "/auth/setup",
     response_model=TokensOut,
     summary="First login or after a reset: choose a password and a 12-digit security code",
-    responses={
-        401: _error("invalid_setup_token: unknown, used or expired"),
-        403: _error("account_locked"),
-        422: _error("weak_password, password_unchanged (the temporary one) or invalid_security_code"),
-        429: TOO_MANY_ATTEMPTS,
-    },
+    responses=anonymous(
+        Refusal(401, "invalid_setup_token", "this setup token is unknown, used or expired; log in again"),
+        ACCOUNT_LOCKED,
+        Refusal(422, "weak_password", "a password has upper-case and lower-case letters", field="new_password"),
+        Refusal(422, "password_unchanged", "choose a password other than the temporary one", field="new_password"),
+        Refusal(422, "invalid_security_code", "a security code is exactly 12 digits (0-9)", field="security_code"),
+        TOO_MANY_ATTEMPTS,
+    ),
 )
 async def complete_setup(
     body: SetupIn, runtime: Runtime, request: Request, response: Response
@@ -242,7 +263,7 @@ async def complete_setup(
     "/auth/refresh",
     response_model=TokensOut,
     summary="A new token pair for a refresh token, which is used up",
-    responses={401: _error("invalid_refresh_token: unknown, expired, used (its family is revoked) or revoked")},
+    responses=anonymous(INVALID_REFRESH_TOKEN),
 )
 async def refresh(body: RefreshIn, runtime: Runtime, response: Response) -> TokensOut:
     _no_store(response)
@@ -257,6 +278,7 @@ async def refresh(body: RefreshIn, runtime: Runtime, response: Response) -> Toke
     response_model=None,
     response_class=Response,
     summary="Revoke the refresh token and every token rotated from the same login",
+    responses=anonymous(),
 )
 async def logout(body: RefreshIn, runtime: Runtime) -> Response:
     async with login.attempt(runtime.messaging) as uow:
@@ -277,7 +299,7 @@ async def jwks(runtime: Runtime) -> Jwks:
     "/auth/me",
     response_model=Me,
     summary="Who the caller is, as their access token says",
-    responses={401: _error("not_authenticated (no token) or invalid_token")},
+    responses=error_responses(SIGNED_IN),
 )
 async def me(principal: CurrentPrincipal) -> Me:
     return Me.model_validate(principal.model_dump())

@@ -5,7 +5,7 @@ may do to which authority is decided by :mod:`services.registry.access` from the
 from __future__ import annotations
 
 import uuid
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Query
 from pydantic import BaseModel
@@ -14,6 +14,16 @@ from sqlalchemy import select
 from services.registry import authorities
 from services.registry.access import Actor, forbidden, load_actor
 from services.registry.models import AuditEntry, Authority, AuthorityKind
+from services.registry.routes.refusals import (
+    ALLOCATION_NEEDS_ALLOCATOR,
+    AUTHORITY_NOT_FOUND,
+    FORBIDDEN,
+    KEYWORDS,
+    REGISTRATION,
+    UNKNOWN_AREA,
+    UNKNOWN_LANGUAGE,
+    signed_in,
+)
 from services.registry.schemas import (
     AreaGrant,
     AuditOut,
@@ -34,18 +44,13 @@ from services.registry.schemas import (
 )
 from services.registry.validation import check_language
 from shared.auth import CurrentPrincipal
-from shared.errors import ErrorBody
+from shared.errors import MALFORMED, Refusal, error_responses
 from shared.service import Runtime
 
-ERRORS: dict[int | str, dict[str, Any]] = {
-    401: {"model": ErrorBody, "description": "No valid access token"},
-    403: {"model": ErrorBody, "description": "The caller may not do this"},
-    404: {"model": ErrorBody, "description": "No such authority"},
-    409: {"model": ErrorBody, "description": "Refused by a rule in the current state"},
-    422: {"model": ErrorBody, "description": "Invalid input: the error names the field"},
-}
+router = APIRouter(tags=["authorities"])
 
-router = APIRouter(tags=["authorities"], responses=ERRORS)
+LANG = Refusal(422, "unknown_language", "'xx' is not one of the 26 languages", field="lang")
+NOT_A_COORDINATOR = Refusal(422, "not_a_coordinator", "the request coordinator must be a coordinator", "coordinator_id")
 
 Lang = Annotated[
     str | None,
@@ -122,7 +127,15 @@ def _keywords(authority: Authority) -> dict[str, list[str]]:
     return {name: sorted(codes) for name, codes in sorted(grouped.items())}
 
 
-@router.post("/authorities", status_code=201, response_model=AuthorityCreated, summary="Register an authority")
+@router.post(
+    "/authorities",
+    status_code=201,
+    response_model=AuthorityCreated,
+    summary="Register an authority",
+    responses=signed_in(
+        Refusal(403, "forbidden", "only a coordinator's data administrator registers authorities"), REGISTRATION
+    ),
+)
 async def register_authority(body: AuthorityIn, runtime: Runtime, principal: CurrentPrincipal) -> AuthorityCreated:
     """A coordinator's data administrator registers an authority of its country, which then awaits
     validation; the Commission registers national coordinators (rule A2). The first user's user
@@ -136,7 +149,16 @@ async def register_authority(body: AuthorityIn, runtime: Runtime, principal: Cur
         )
 
 
-@router.post("/authorities/{authority_id}/validate", response_model=AuthorityOut, summary="Validate a registration")
+@router.post(
+    "/authorities/{authority_id}/validate",
+    response_model=AuthorityOut,
+    summary="Validate a registration",
+    responses=signed_in(
+        Refusal(403, "forbidden", "only a data administrator of its coordinator validates an authority"),
+        AUTHORITY_NOT_FOUND,
+        Refusal(409, "not_pending", "the authority is active, not pending validation"),
+    ),
+)
 async def validate_authority(authority_id: uuid.UUID, runtime: Runtime, principal: CurrentPrincipal) -> AuthorityOut:
     async with runtime.messaging.transaction() as uow:
         actor = await load_actor(uow, principal)
@@ -144,7 +166,12 @@ async def validate_authority(authority_id: uuid.UUID, runtime: Runtime, principa
         return authority_out(authority, authority.language)
 
 
-@router.get("/authorities/{authority_id}", response_model=AuthorityOut, summary="An authority, in your language")
+@router.get(
+    "/authorities/{authority_id}",
+    response_model=AuthorityOut,
+    summary="An authority, in your language",
+    responses=signed_in(AUTHORITY_NOT_FOUND, LANG),
+)
 async def get_authority(
     authority_id: uuid.UUID, runtime: Runtime, principal: CurrentPrincipal, lang: Lang = None
 ) -> AuthorityOut:
@@ -155,7 +182,18 @@ async def get_authority(
         return authority_out(await authorities.get_authority(uow, authority_id), shown_language(lang, actor))
 
 
-@router.patch("/authorities/{authority_id}", response_model=AuthorityOut, summary="Update the authority's data")
+@router.patch(
+    "/authorities/{authority_id}",
+    response_model=AuthorityOut,
+    summary="Update the authority's data",
+    responses=signed_in(
+        FORBIDDEN,
+        AUTHORITY_NOT_FOUND,
+        ALLOCATION_NEEDS_ALLOCATOR,
+        Refusal(422, "unknown_language", "'xx' is not one of the 26 languages", field="languages"),
+        KEYWORDS,
+    ),
+)
 async def update_authority(
     authority_id: uuid.UUID, body: AuthorityPatch, runtime: Runtime, principal: CurrentPrincipal
 ) -> AuthorityOut:
@@ -165,7 +203,15 @@ async def update_authority(
         return authority_out(authority, authority.language)
 
 
-@router.put("/authorities/{authority_id}/official-name", response_model=AuthorityOut)
+@router.put(
+    "/authorities/{authority_id}/official-name",
+    response_model=AuthorityOut,
+    summary="Change the official name",
+    responses=signed_in(
+        Refusal(403, "forbidden", "only a data administrator of its coordinator changes an official name"),
+        AUTHORITY_NOT_FOUND,
+    ),
+)
 async def change_official_name(
     authority_id: uuid.UUID, body: OfficialNameIn, runtime: Runtime, principal: CurrentPrincipal
 ) -> AuthorityOut:
@@ -175,7 +221,17 @@ async def change_official_name(
         return authority_out(authority, authority.language)
 
 
-@router.put("/authorities/{authority_id}/translations/{language}", response_model=AuthorityOut)
+@router.put(
+    "/authorities/{authority_id}/translations/{language}",
+    response_model=AuthorityOut,
+    summary="Store a translation of the informal name and profile (the Commission's translators)",
+    responses=signed_in(
+        Refusal(403, "forbidden", "translations are provided by the Commission's translators"),
+        AUTHORITY_NOT_FOUND,
+        UNKNOWN_LANGUAGE,
+        Refusal(422, "original_language", "the original is already in this language", field="language"),
+    ),
+)
 async def set_translation(
     authority_id: uuid.UUID, language: str, body: TranslationIn, runtime: Runtime, principal: CurrentPrincipal
 ) -> AuthorityOut:
@@ -186,7 +242,17 @@ async def set_translation(
         return authority_out(authority, language)
 
 
-@router.post("/authorities/{authority_id}/areas", response_model=AuthorityOut, summary="Grant a legislative area")
+@router.post(
+    "/authorities/{authority_id}/areas",
+    response_model=AuthorityOut,
+    summary="Grant a legislative area",
+    responses=signed_in(
+        Refusal(403, "forbidden", "only a data administrator for 'services' of its coordinator grants that area"),
+        AUTHORITY_NOT_FOUND,
+        Refusal(409, "area_already_granted", "the authority already works in 'services'", field="area"),
+        UNKNOWN_AREA,
+    ),
+)
 async def grant_area(
     authority_id: uuid.UUID, body: AreaGrant, runtime: Runtime, principal: CurrentPrincipal
 ) -> AuthorityOut:
@@ -195,7 +261,21 @@ async def grant_area(
         return authority_out(await authorities.grant_area(uow, actor, authority_id, body.area))
 
 
-@router.post("/authorities/{authority_id}/links", response_model=AuthorityOut, summary="Link an authority (S4)")
+@router.post(
+    "/authorities/{authority_id}/links",
+    response_model=AuthorityOut,
+    summary="Link an authority (S4)",
+    responses=signed_in(
+        Refusal(403, "forbidden", "only a local data administrator of this authority links authorities"),
+        AUTHORITY_NOT_FOUND,
+        Refusal(404, "not_found", "no such authority", field="linked_authority_id"),
+        Refusal(409, "already_linked", "these authorities are already linked", field="linked_authority_id"),
+        Refusal(
+            422, "link_across_countries", "linked authorities are of the same country", field="linked_authority_id"
+        ),
+        Refusal(422, "link_to_itself", "an authority cannot be linked to itself", field="linked_authority_id"),
+    ),
+)
 async def add_link(
     authority_id: uuid.UUID, body: LinkIn, runtime: Runtime, principal: CurrentPrincipal
 ) -> AuthorityOut:
@@ -204,7 +284,16 @@ async def add_link(
         return authority_out(await authorities.add_link(uow, actor, authority_id, body.linked_authority_id))
 
 
-@router.delete("/authorities/{authority_id}/links/{linked_authority_id}", response_model=AuthorityOut)
+@router.delete(
+    "/authorities/{authority_id}/links/{linked_authority_id}",
+    response_model=AuthorityOut,
+    summary="Remove a link",
+    responses=signed_in(
+        Refusal(403, "forbidden", "only a local data administrator of this authority removes links"),
+        AUTHORITY_NOT_FOUND,
+        Refusal(404, "not_found", "no such link", field="linked_authority_id"),
+    ),
+)
 async def remove_link(
     authority_id: uuid.UUID, linked_authority_id: uuid.UUID, runtime: Runtime, principal: CurrentPrincipal
 ) -> AuthorityOut:
@@ -213,7 +302,21 @@ async def remove_link(
         return authority_out(await authorities.remove_link(uow, actor, authority_id, linked_authority_id))
 
 
-@router.put("/authorities/{authority_id}/request-coordinators", response_model=AuthorityOut)
+@router.put(
+    "/authorities/{authority_id}/request-coordinators",
+    response_model=AuthorityOut,
+    summary="Choose a request coordinator for an area (S5)",
+    responses=signed_in(
+        Refusal(403, "forbidden", "only a local data administrator of this authority chooses its request coordinators"),
+        AUTHORITY_NOT_FOUND,
+        UNKNOWN_AREA,
+        Refusal(422, "area_not_granted", "the authority does not work in 'services'", field="area"),
+        NOT_A_COORDINATOR,
+        Refusal(
+            422, "coordinator_of_another_country", "request coordinators are of the same country", "coordinator_id"
+        ),
+    ),
+)
 async def set_request_coordinator(
     authority_id: uuid.UUID, body: RequestCoordinatorIn, runtime: Runtime, principal: CurrentPrincipal
 ) -> AuthorityOut:
@@ -223,7 +326,17 @@ async def set_request_coordinator(
         return authority_out(await authorities.set_request_coordinator(uow, actor, authority_id, body))
 
 
-@router.delete("/authorities/{authority_id}/request-coordinators/{area}/{coordinator_id}", response_model=AuthorityOut)
+@router.delete(
+    "/authorities/{authority_id}/request-coordinators/{area}/{coordinator_id}",
+    response_model=AuthorityOut,
+    summary="Remove a request coordinator",
+    responses=signed_in(
+        Refusal(403, "forbidden", "only a local data administrator of this authority chooses its request coordinators"),
+        AUTHORITY_NOT_FOUND,
+        Refusal(404, "not_found", "no such request coordinator", field="coordinator_id"),
+        Refusal(409, "last_request_coordinator", "'services' needs at least one request coordinator"),
+    ),
+)
 async def remove_request_coordinator(
     authority_id: uuid.UUID, area: str, coordinator_id: uuid.UUID, runtime: Runtime, principal: CurrentPrincipal
 ) -> AuthorityOut:
@@ -233,7 +346,23 @@ async def remove_request_coordinator(
         return authority_out(authority)
 
 
-@router.put("/coordinators/{coordinator_id}/settings/{area}", response_model=AuthorityOut)
+@router.put(
+    "/coordinators/{coordinator_id}/settings/{area}",
+    response_model=AuthorityOut,
+    summary="A coordinator's referral and approval settings for an area (S14, S15)",
+    responses=signed_in(
+        Refusal(403, "forbidden", "the coordinator's own data administrators choose its involvement"),
+        Refusal(404, "not_found", "no such authority", field="authority_id"),
+        Refusal(
+            409,
+            "referral_needs_referral_user",
+            "delegating referrals needs a referral user in 'professional_qualifications'",
+        ),
+        UNKNOWN_AREA,
+        Refusal(422, "not_a_coordinator", "only coordinators have these settings", field="coordinator_id"),
+        Refusal(422, "area_not_granted", "the coordinator does not cover 'services'", field="area"),
+    ),
+)
 async def set_coordinator_settings(
     coordinator_id: uuid.UUID, area: str, body: CoordinatorSettingsIn, runtime: Runtime, principal: CurrentPrincipal
 ) -> AuthorityOut:
@@ -243,7 +372,16 @@ async def set_coordinator_settings(
         return authority_out(await authorities.set_coordinator_settings(uow, actor, coordinator_id, area, body))
 
 
-@router.post("/authorities/{authority_id}/deactivate", response_model=AuthorityOut)
+@router.post(
+    "/authorities/{authority_id}/deactivate",
+    response_model=AuthorityOut,
+    summary="Deactivate an authority",
+    responses=signed_in(
+        Refusal(403, "forbidden", "only a data administrator of its coordinator deactivates an authority"),
+        AUTHORITY_NOT_FOUND,
+        Refusal(409, "already_deactivated", "the authority is already deactivated"),
+    ),
+)
 async def deactivate_authority(authority_id: uuid.UUID, runtime: Runtime, principal: CurrentPrincipal) -> AuthorityOut:
     async with runtime.messaging.transaction() as uow:
         actor = await load_actor(uow, principal)
@@ -254,7 +392,15 @@ def _may_see_internals(actor: Actor, authority: Authority) -> bool:
     return actor.is_local_data_administrator_of(authority.id) or actor.is_data_administrator_for(authority)
 
 
-@router.get("/authorities/{authority_id}/warnings", response_model=list[Warning_])
+@router.get(
+    "/authorities/{authority_id}/warnings",
+    response_model=list[Warning_],
+    summary="Set-up warnings (S7)",
+    responses=signed_in(
+        Refusal(403, "forbidden", "the authority's local data administrators and its coordinator see its warnings"),
+        AUTHORITY_NOT_FOUND,
+    ),
+)
 async def authority_warnings(authority_id: uuid.UUID, runtime: Runtime, principal: CurrentPrincipal) -> list[Warning_]:
     """Rule S7: set-up warnings, such as a legislative area with a single request handler."""
     async with runtime.messaging.transaction() as uow:
@@ -265,7 +411,15 @@ async def authority_warnings(authority_id: uuid.UUID, runtime: Runtime, principa
         return await authorities.warnings(uow, authority)
 
 
-@router.get("/authorities/{authority_id}/audit", response_model=list[AuditOut])
+@router.get(
+    "/authorities/{authority_id}/audit",
+    response_model=list[AuditOut],
+    summary="The authority's audit trail, newest first",
+    responses=signed_in(
+        Refusal(403, "forbidden", "the authority's local data administrators and its coordinator see its audit trail"),
+        AUTHORITY_NOT_FOUND,
+    ),
+)
 async def authority_audit(
     authority_id: uuid.UUID,
     runtime: Runtime,
@@ -296,7 +450,13 @@ async def authority_audit(
         ]
 
 
-@router.post("/invitations", status_code=201, response_model=InvitationOut, summary="Invite self-registration")
+@router.post(
+    "/invitations",
+    status_code=201,
+    response_model=InvitationOut,
+    summary="Invite self-registration",
+    responses=signed_in(Refusal(403, "forbidden", "only a coordinator's data administrator invites self-registration")),
+)
 async def invite(body: InvitationIn, runtime: Runtime, principal: CurrentPrincipal) -> InvitationOut:
     async with runtime.messaging.transaction() as uow:
         actor = await load_actor(uow, principal)
@@ -304,7 +464,21 @@ async def invite(body: InvitationIn, runtime: Runtime, principal: CurrentPrincip
         return InvitationOut(id=invitation.id, token=token, expires_at=invitation.expires_at)
 
 
-@router.post("/registrations", status_code=201, response_model=AuthorityCreated, summary="Register with an invitation")
+@router.post(
+    "/registrations",
+    status_code=201,
+    response_model=AuthorityCreated,
+    summary="Register with an invitation",
+    responses=error_responses(
+        Refusal(403, "invalid_invitation", "this invitation is unknown, used or expired", field="token"),
+        Refusal(422, "kind_not_allowed", "coordinators do not register themselves", field="kind"),
+        Refusal(422, "wrong_country", "the invitation is for an authority of the coordinator's country", "country"),
+        Refusal(422, "area_not_covered", "the coordinator does not cover ['services']", field="areas"),
+        Refusal(422, "region_not_covered", "the inviting coordinator covers the region 'Cluj' only", field="region"),
+        REGISTRATION,
+        MALFORMED,
+    ),
+)
 async def self_register(body: SelfRegistrationIn, runtime: Runtime) -> AuthorityCreated:
     """An invited authority registers itself and waits for its coordinator's validation; no sign-in."""
     async with runtime.messaging.transaction() as uow:
@@ -315,7 +489,12 @@ async def self_register(body: SelfRegistrationIn, runtime: Runtime) -> Authority
         )
 
 
-@router.get("/coordinators", response_model=list[AuthorityOut], summary="Coordinators of a country")
+@router.get(
+    "/coordinators",
+    response_model=list[AuthorityOut],
+    summary="Coordinators of a country",
+    responses=signed_in(LANG),
+)
 async def list_coordinators(
     runtime: Runtime,
     principal: CurrentPrincipal,

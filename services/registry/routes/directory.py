@@ -10,8 +10,9 @@ from fastapi import APIRouter, Query
 from services.registry.directory import DirectoryPage, search
 from services.registry.models import Level
 from services.registry.reference import countries, legislative_areas
+from services.registry.routes.refusals import signed_in
 from shared.auth import CurrentPrincipal
-from shared.errors import ApiError, ErrorBody
+from shared.errors import ApiError, Refusal
 from shared.languages import LANGUAGE_CODES, SOURCE_LANGUAGE
 from shared.service import Runtime
 
@@ -30,7 +31,11 @@ router = APIRouter(tags=["directory"])
         "without text, and shown in `lang` (by default the caller's preferred language) where a "
         "translation exists (`translated: false` otherwise)."
     ),
-    responses={401: {"model": ErrorBody, "description": "No valid access token"}},
+    responses=signed_in(
+        Refusal(422, "unknown_country", "country must be the code of an EEA country", field="country"),
+        Refusal(422, "unknown_legislative_area", "area must be a legislative area code", field="area"),
+        Refusal(422, "unknown_language", "lang must be one of the 26 working languages", field="lang"),
+    ),
 )
 async def search_authorities(
     runtime: Runtime,

@@ -7,13 +7,11 @@ from typing import Any
 from fastapi import Depends
 
 from shared.auth import Requires
-from shared.errors import ErrorBody
+from shared.errors import MALFORMED, SIGNED_IN, Refusal, error_responses
 
 # The Commission hosts the system and runs ops (rule A3); data-protection officers act for it.
 COMMISSION_ONLY = [Depends(Requires("commission"))]
 
-ERRORS: dict[int | str, dict[str, Any]] = {
-    401: {"model": ErrorBody, "description": "No valid access token (not_authenticated, invalid_token)"},
-    403: {"model": ErrorBody, "description": "The caller lacks the authority role commission (forbidden)"},
-    422: {"model": ErrorBody, "description": "Invalid input: the error names the field (invalid_request, …)"},
-}
+ERRORS: dict[int | str, dict[str, Any]] = error_responses(
+    SIGNED_IN, Refusal(403, "forbidden", "this action needs the role commission"), MALFORMED
+)

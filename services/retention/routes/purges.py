@@ -14,7 +14,7 @@ from services.retention.deadlines import Deadline, unsettled_deadlines
 from services.retention.models import RequestDeadline
 from services.retention.routes.common import COMMISSION_ONLY, ERRORS
 from services.retention.schemas import DeadlineOut, OverdueOut, OverduePurgeOut, UpcomingOut, UpcomingPurgeOut
-from shared.errors import ApiError
+from shared.errors import MALFORMED, ApiError, Refusal, error_responses
 from shared.service import Runtime
 
 router = APIRouter(prefix="/retention/purges", tags=["retention"], dependencies=COMMISSION_ONLY, responses=ERRORS)
@@ -41,7 +41,15 @@ def _upcoming(row: RequestDeadline, deadline: Deadline) -> UpcomingPurgeOut:
     )
 
 
-@router.get("/upcoming", response_model=UpcomingOut, summary="Deadlines falling due within a period, not yet ordered")
+@router.get(
+    "/upcoming",
+    response_model=UpcomingOut,
+    summary="Deadlines falling due within a period, not yet ordered",
+    responses=error_responses(
+        Refusal(422, "invalid_duration", "within must be an ISO 8601 duration such as P30D", field="within"),
+        MALFORMED,
+    ),
+)
 async def upcoming_purges(
     runtime: Runtime,
     within: Annotated[str, Query(max_length=40, description="ISO 8601 duration from now, e.g. P30D")] = "P30D",

@@ -13,14 +13,17 @@ from services.retention.models import Phase, PurgeItem, PurgeOrder, RequestDeadl
 from services.retention.purges import overdue_threshold
 from services.retention.routes.common import COMMISSION_ONLY, ERRORS
 from services.retention.schemas import DeadlineOut, PurgeOut, RequestRetentionOut, RequestStatus
-from shared.errors import ApiError, ErrorBody
+from shared.errors import ApiError, Refusal, error_responses
 from shared.service import Runtime
 
 router = APIRouter(
     prefix="/retention",
     tags=["retention"],
     dependencies=COMMISSION_ONLY,
-    responses={**ERRORS, 404: {"model": ErrorBody, "description": "No event about this request yet (not_found)"}},
+    responses={
+        **ERRORS,
+        **error_responses(Refusal(404, "not_found", "no event about this request has reached the retention service")),
+    },
 )
 
 
@@ -64,6 +67,7 @@ async def get_request_retention(request_id: uuid.UUID, runtime: Runtime) -> Requ
                 purged_at=item.purged_at,
                 confirmed_at=item.confirmed_at,
                 deleted_count=item.deleted_count,
+                not_purged=item.not_purged,
                 overdue=item.confirmed_at is None and item.due_at <= threshold,
                 overdue_reported_at=item.overdue_reported_at,
             )
