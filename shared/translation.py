@@ -4,6 +4,8 @@ service when ``IMI_MACHINE_TRANSLATION_URL`` is set; none otherwise."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Protocol
 
 import httpx
@@ -37,7 +39,14 @@ class HttpMachineTranslator:
         return [str(t) for t in translated]
 
 
-def configured_translator(settings: Settings) -> MachineTranslator | None:
+@asynccontextmanager
+async def configured_translator(settings: Settings) -> AsyncIterator[MachineTranslator | None]:
+    """The configured translation service (None when ``IMI_MACHINE_TRANSLATION_URL`` is unset),
+    its connections closed when the block ends."""
     if settings.machine_translation_url is None:
-        return None
-    return HttpMachineTranslator(settings.machine_translation_url, api_key=settings.machine_translation_api_key)
+        yield None
+        return
+    async with httpx.AsyncClient(timeout=30) as client:
+        yield HttpMachineTranslator(
+            settings.machine_translation_url, api_key=settings.machine_translation_api_key, client=client
+        )

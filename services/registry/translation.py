@@ -101,7 +101,7 @@ async def run_machine_translation(messaging: Messaging, translator: MachineTrans
 
 async def machine_translation_task(runtime: ServiceRuntime) -> None:
     """The registry's background task: runs only when a translation service is configured."""
-    translator = configured_translator(runtime.settings)
-    if translator is None:
-        return
-    await run_machine_translation(runtime.messaging, translator, runtime.settings.machine_translation_interval)
+    async with configured_translator(runtime.settings) as translator:
+        if translator is None:
+            return
+        await run_machine_translation(runtime.messaging, translator, runtime.settings.machine_translation_interval)

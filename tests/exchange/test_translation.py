@@ -43,7 +43,7 @@ def use(monkeypatch: pytest.MonkeyPatch, translator: FakeTranslator) -> None:
     async def configured(_settings: object) -> AsyncIterator[FakeTranslator]:
         yield translator
 
-    monkeypatch.setattr(routes, "free_text_translator", configured)
+    monkeypatch.setattr(routes, "configured_translator", configured)
 
 
 async def answered(world: ExchangeWorld) -> str:

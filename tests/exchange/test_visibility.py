@@ -205,7 +205,7 @@ async def test_a_coordinator_with_full_view_during_a_referral_receives_no_person
     async def configured(_settings: object) -> AsyncIterator[RecordingTranslator]:
         yield translator
 
-    monkeypatch.setattr(routes, "free_text_translator", configured)
+    monkeypatch.setattr(routes, "configured_translator", configured)
     request_id, attachment_id = await referral_with_every_kind_of_personal_data(world)
     calls = every_exchange_call(world, request_id, attachment_id)
     declared = {(m.upper(), p) for p, operations in world.app.openapi()["paths"].items() for m in operations}
