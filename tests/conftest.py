@@ -175,7 +175,49 @@ async def postgres(postgres_server_url: str) -> AsyncIterator[PostgresDatabases]
     await databases.drop_all()
 
 
+# The namespaces this test process handed out, so that what they left on the broker is removed.
+_NAMESPACES: set[str] = set()
+
+
 @pytest.fixture
 def namespace() -> str:
     """Broker names of this test alone (exchange, queues), so tests never see each other's messages."""
-    return f"t{uuid.uuid4().hex[:10]}"
+    name = f"t{uuid.uuid4().hex[:10]}"
+    _NAMESPACES.add(name)
+    return name
+
+
+async def _delete_broker_names(url: str, queues: list[str], exchanges: list[str]) -> None:
+    connection = await aio_pika.connect(url, timeout=10)
+    async with connection:
+        channel = await connection.channel()
+        for queue in queues:
+            await channel.queue_delete(queue)
+        for exchange in exchanges:
+            await channel.exchange_delete(exchange)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def broker_names_removed_at_the_end() -> Iterator[None]:
+    """After the session, the queues and exchanges of this process's namespaces (services started
+    by tests declare more than a test knows the names of) are deleted from the local RabbitMQ node,
+    so runs do not pile them up on a shared broker. Only names of this process's namespaces: another
+    process's tests may be running on the same node."""
+    yield
+    url = os.environ.get("IMI_TEST_AMQP_URL", DEFAULT_AMQP_URL)
+    if not _NAMESPACES or shutil.which("rabbitmqctl") is None or not _answers(_amqp_answers, url):
+        return
+    prefixes = tuple(f"{name}." for name in _NAMESPACES)
+    found = {}
+    for kind in ("queues", "exchanges"):
+        listed = subprocess.run(
+            ["rabbitmqctl", f"list_{kind}", "-q", "--no-table-headers", "name"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        found[kind] = [line.strip() for line in listed.stdout.splitlines() if line.strip().startswith(prefixes)]
+    if found["queues"] or found["exchanges"]:
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            pool.submit(asyncio.run, _delete_broker_names(url, found["queues"], found["exchanges"])).result()

@@ -14,6 +14,7 @@ from email.message import EmailMessage
 from pathlib import Path
 
 import httpx
+import pytest
 
 from services.journey import Maildir, MailFeed
 from shared.settings import DEFAULT_PORTS, SERVICES
@@ -22,6 +23,7 @@ from tests.support import wait_until
 ROOT = Path(__file__).resolve().parents[2]
 
 
+@pytest.mark.serial  # the default ports, and a two-minute limit
 async def test_imi_up_then_imi_demo_show_the_whole_journey_in_under_two_minutes(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("IMI_")}
     env.update(IMI_DATA_DIR=str(tmp_path / "var"), PYTHONPATH=str(ROOT))

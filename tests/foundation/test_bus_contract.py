@@ -210,6 +210,7 @@ async def test_a_message_not_acknowledged_is_delivered_again_to_the_next_consume
     assert second[0].redelivered
 
 
+@pytest.mark.serial  # stops and starts the shared broker
 async def test_consumers_resume_by_themselves_after_the_broker_restarts(broker, namespace):
     publisher = await started_bus(broker, namespace, "exchange")
     recorder = Recorder()

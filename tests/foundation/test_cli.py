@@ -41,6 +41,7 @@ def _clean_env(**extra: str) -> dict[str, str]:
     return {**env, **extra}
 
 
+@pytest.mark.serial  # the default ports, and a 15-second limit
 async def test_imi_up_serves_four_ready_services_within_15_seconds_and_stops_on_ctrl_c(tmp_path):
     process = await asyncio.create_subprocess_exec(
         *IMI,

@@ -102,6 +102,7 @@ async def test_an_event_staged_in_a_rolled_back_transaction_is_never_published(s
         assert await stack.effect_values() == ["marker"]
 
 
+@pytest.mark.serial  # stops and starts the shared broker
 async def test_events_written_while_the_broker_is_stopped_all_arrive_after_it_starts_none_twice(stack_factory):
     async with await stack_factory() as stack:
         await stack.control.stop()
