@@ -257,7 +257,11 @@ def registry_bootstrap(
     commission_email: Annotated[str, typer.Option(help="E-mail of the Commission's helpdesk and its first user")],
     coordinator: Annotated[
         list[str],
-        typer.Option(help="COUNTRY=EMAIL[=OFFICIAL NAME] of a national coordinator and its first user; repeatable"),
+        typer.Option(
+            "--coordinator",
+            "--country",
+            help="COUNTRY=EMAIL[=OFFICIAL NAME] of a national coordinator and its first user; repeatable",
+        ),
     ],
 ) -> None:
     """Create the Commission's helpdesk authority and national coordinators with their first users
@@ -270,7 +274,9 @@ def registry_bootstrap(
     for item in coordinator:
         parts = item.split("=", 2)
         if len(parts) < 2 or not parts[0] or not parts[1]:
-            typer.echo(f"error: --coordinator {item!r} is not COUNTRY=EMAIL[=OFFICIAL NAME]", err=True)
+            typer.echo(
+                f"error: --coordinator (or --country) {item!r} is not COUNTRY=EMAIL[=OFFICIAL NAME]", err=True
+            )
             raise typer.Exit(2)
         specs.append(CoordinatorSpec(parts[0].upper(), parts[1], parts[2] if len(parts) == 3 else None))
     settings = _settings()

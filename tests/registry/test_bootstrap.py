@@ -88,3 +88,13 @@ def test_bootstrap_refuses_bad_input_and_writes_nothing_rule_a5(data_dir, coordi
     assert message in output
     database = data_dir / "registry.db"
     assert not database.exists() or rows(data_dir, "SELECT id FROM authorities") == []
+
+
+def test_bootstrap_takes_the_country_option_as_the_issue_writes_it_rule_a2(data_dir):
+    """`imi registry bootstrap --country RO=…` is the same as `--coordinator RO=…`."""
+    arguments = ["registry", "bootstrap", "--commission-email", "helpdesk@ec.example.eu"]
+    countries = ["--country", "RO=coord@anpc.example.ro", "--country", "IE=imi@gov.example.ie"]
+    result = CliRunner().invoke(app, [*arguments, *countries])
+    assert result.exit_code == 0, result.output
+    kinds = {(kind, country) for kind, country, _, _ in rows(data_dir, AUTHORITIES)}
+    assert kinds == {("commission", "BE"), ("national_coordinator", "RO"), ("national_coordinator", "IE")}
