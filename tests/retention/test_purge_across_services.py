@@ -152,6 +152,23 @@ async def retention_service(
             yield app.state.runtime, client
 
 
+def two_services_on_rabbitmq(
+    amqp_url: str, namespace: str, data_dir: Path, exchange_url: str, retention_url: str
+) -> Settings:
+    """The exchange and the retention service on RabbitMQ, each on a PostgreSQL database of its own;
+    the retention service's passes run when the test says, on the moved clock."""
+    return Settings(
+        data_dir=data_dir,
+        broker_url=amqp_url,
+        bus_namespace=namespace,
+        bus_retry_delays=DELAYS,
+        outbox_poll_interval=0.2,
+        retention_scan_interval=3600,
+        exchange_database_url=exchange_url,
+        retention_database_url=retention_url,
+    )
+
+
 async def status_of(ops: httpx.AsyncClient, request_id: str) -> dict[str, Any]:
     response = await ops.get(f"/retention/requests/{request_id}")
     body: dict[str, Any] = response.json() if response.status_code == 200 else {}
@@ -167,16 +184,7 @@ async def test_personal_data_are_gone_from_the_exchange_database_and_storage_six
     rabbitmq, postgres, namespace, tmp_path
 ):
     exchange_url, retention_url = await postgres.create(), await postgres.create()
-    settings = Settings(
-        data_dir=tmp_path,
-        broker_url=rabbitmq.url,
-        bus_namespace=namespace,
-        bus_retry_delays=DELAYS,
-        outbox_poll_interval=0.2,
-        retention_scan_interval=3600,  # passes run when the test says, on the moved clock
-        exchange_database_url=exchange_url,
-        retention_database_url=retention_url,
-    )
+    settings = two_services_on_rabbitmq(rabbitmq.url, namespace, tmp_path, exchange_url, retention_url)
     exchange_db, retention_db = Database(exchange_url), Database(retention_url)
     run = uuid.uuid4().hex[:10]
     early_markers = [f"Early{n}x{run}" for n in (1, 2)]

@@ -18,7 +18,6 @@ from datetime import datetime, timedelta
 import httpx
 
 from services.retention.scheduler import run_pass
-from shared.settings import Settings
 from tests.exchange.world import exchange_world
 from tests.retention.test_purge_across_services import (
     DELAYS,
@@ -28,6 +27,7 @@ from tests.retention.test_purge_across_services import (
     retention_service,
     status_of,
     statuses_are,
+    two_services_on_rabbitmq,
 )
 from tests.support import delete_namespace, wait_until
 
@@ -38,16 +38,7 @@ async def test_a_request_reopened_while_its_purge_is_ordered_keeps_its_data_unti
     rabbitmq, postgres, namespace, tmp_path
 ):
     exchange_url, retention_url = await postgres.create(), await postgres.create()
-    settings = Settings(
-        data_dir=tmp_path,
-        broker_url=rabbitmq.url,
-        bus_namespace=namespace,
-        bus_retry_delays=DELAYS,
-        outbox_poll_interval=0.2,
-        retention_scan_interval=3600,  # passes run when the test says, on the moved clock
-        exchange_database_url=exchange_url,
-        retention_database_url=retention_url,
-    )
+    settings = two_services_on_rabbitmq(rabbitmq.url, namespace, tmp_path, exchange_url, retention_url)
     exchange_db = Database(exchange_url)
     marker = f"Reopened{uuid.uuid4().hex[:10]}"
     kept = {"subject_values", "answers", "messages", "attachment_contents"}
