@@ -183,12 +183,20 @@ async def _record(
     *,
     message: Message | None = None,
     previously_allocated_user_id: uuid.UUID | None = None,
+    forwarded_as: Request | None = None,
 ) -> None:
     """Invariant 5 and rule E1: the transition is recorded and published in this transaction."""
     now = uow.clock.now()
     request.version += 1
     await _log_transition(uow, request, action, caller, previous, now, message=message)
-    change = change_of(request, previous, caller, now, previously_allocated_user_id=previously_allocated_user_id)
+    change = change_of(
+        request,
+        previous,
+        caller,
+        now,
+        previously_allocated_user_id=previously_allocated_user_id,
+        forwarded_as=forwarded_as,
+    )
     await uow.emit(contract, change)
 
 
@@ -224,9 +232,12 @@ def change_of(
     now: datetime,
     *,
     previously_allocated_user_id: uuid.UUID | None = None,
+    forwarded_as: Request | None = None,
 ) -> RequestChange:
     """The event of a transition. ``previously_allocated_user_id`` is set only by a re-allocation
-    (rule E2: the handler the request was taken from is told); every other transition leaves it null."""
+    (rule E2: the handler the request was taken from is told); ``forwarded_as`` only when some questions
+    were forwarded (the request they now form, so that the requesting side learns where they went, rule
+    E1). Every other transition leaves them null."""
     return RequestChange(
         request_id=request.id,
         reference=request.reference,
@@ -238,6 +249,9 @@ def change_of(
         requester_user_id=request.requester_user_id,
         allocated_user_id=request.allocated_user_id,
         previously_allocated_user_id=previously_allocated_user_id,
+        forwarded_to_authority_id=forwarded_as.responding_authority_id if forwarded_as else None,
+        forwarded_as_request_id=forwarded_as.id if forwarded_as else None,
+        forwarded_as_reference=forwarded_as.reference if forwarded_as else None,
         reply_date=request.reply_date,
         proposed_reply_date=request.proposed_reply_date,
         approving_coordinator_id=request.approving_coordinator_id,
@@ -728,7 +742,9 @@ async def forward_questions(
     for question_id in chosen:
         open_questions[question_id].forwarded_to_request_id = child.id
     previous = State(request.state)
-    await _record(uow, request, events.REQUEST_QUESTIONS_FORWARDED, "questions_forwarded", caller, previous)
+    await _record(
+        uow, request, events.REQUEST_QUESTIONS_FORWARDED, "questions_forwarded", caller, previous, forwarded_as=child
+    )
     return child
 
 

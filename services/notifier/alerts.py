@@ -7,6 +7,10 @@ A request alert goes to people, never to "the other authority" in general:
   (rule S8), and in both cases the authority's own addresses;
 - an allocation: the handler it was allocated to (rule E2), and on a re-allocation the handler it
   was taken from too, with ``request_allocated_elsewhere`` (it names no one: rule S11);
+- some questions forwarded to another authority of the responding country (rule E1): the new
+  responder as for a request received (the exchange's ``received`` event of the new request), and
+  the requester side below with ``request_questions_forwarded``, naming the authority the questions
+  went to and the new request's reference (no person: rule S11);
 - awaiting approval (rule E3): the approving coordinator's request handlers and data administrators
   in the area;
 - the other transitions: the other side's handlers, where the requester side is the requesting
@@ -80,8 +84,11 @@ class RequestAlerts:
     async def add(self, kind: str, audience: Audience) -> None:
         requesting = await self.authority(self.data.requesting_authority_id)
         responding = await self.authority(self.data.responding_authority_id)
-        named = responding if kind in NAMES_THE_RESPONDER else requesting
         data = self.data
+        if kind == "request_questions_forwarded":
+            named = await self.authority(data.forwarded_to_authority_id)
+        else:
+            named = responding if kind in NAMES_THE_RESPONDER else requesting
         reply_date = data.reply_date
         if kind == "reply_date_proposed":
             # The date proposed, once the exchange's events carry it (an optional field to add to
@@ -98,6 +105,8 @@ class RequestAlerts:
             }
             if reply_date is not None:
                 variables["reply_date"] = reply_date
+            if kind == "request_questions_forwarded" and data.forwarded_as_reference is not None:
+                variables["forwarded_as_reference"] = data.forwarded_as_reference
             return variables
 
         self.alerts.append(Alert(kind, audience, context, self.link, data.request_id, data.reference))
@@ -208,6 +217,15 @@ async def request_forwarded(uow: UnitOfWork, event: Event[RequestChange]) -> Non
     alerts = RequestAlerts(uow, event)
     await alerts.add("request_received", await alerts.receiving())
     await alerts.add("request_forwarded", await alerts.side("requester"))
+    await alerts.queue()
+
+
+async def request_questions_forwarded(uow: UnitOfWork, event: Event[RequestChange]) -> None:
+    """Rule E1: the requesting side learns that some questions went to another authority of the
+    responding country, which one, and as which request (that request's own ``received`` event
+    alerts the new responder)."""
+    alerts = RequestAlerts(uow, event)
+    await alerts.add("request_questions_forwarded", await alerts.side("requester"))
     await alerts.queue()
 
 

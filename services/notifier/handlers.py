@@ -82,6 +82,7 @@ def _awaiting_approval(kind: str) -> RequestHandler:
 REQUEST_ALERTS: dict[str, RequestHandler] = {
     exchange.REQUEST_RECEIVED.name: alerts.request_received,
     exchange.REQUEST_FORWARDED.name: alerts.request_forwarded,
+    exchange.REQUEST_QUESTIONS_FORWARDED.name: alerts.request_questions_forwarded,
     exchange.REQUEST_ALLOCATED.name: alerts.request_allocated,
     exchange.REQUEST_SUBMITTED_FOR_APPROVAL.name: _awaiting_approval("request_approval_needed"),
     exchange.REPLY_SUBMITTED_FOR_APPROVAL.name: _awaiting_approval("reply_approval_needed"),

@@ -37,6 +37,19 @@ class RequestChange(EventData):
         default=None,
         description="on a re-allocation (E2), the handler the request was taken from; null otherwise",
     )
+    forwarded_to_authority_id: uuid.UUID | None = Field(
+        default=None,
+        description="on questions_forwarded only, the authority of the same country that received the questions; "
+        "null otherwise",
+    )
+    forwarded_as_request_id: uuid.UUID | None = Field(
+        default=None,
+        description="on questions_forwarded only, the request the forwarded questions now form; null otherwise",
+    )
+    forwarded_as_reference: str | None = Field(
+        default=None,
+        description="on questions_forwarded only, that request's human reference, e.g. REQ-2026-000124; null otherwise",
+    )
     reply_date: date | None
     proposed_reply_date: date | None = Field(
         default=None, description="the reply date the responding authority proposes, until the requester answers"

@@ -334,6 +334,35 @@ async def test_some_questions_are_forwarded_as_a_request_of_their_own_rule_e1(wo
     ] == "answered"
 
 
+async def test_the_questions_forwarded_event_names_where_the_questions_went_rule_e1(world):
+    """Rule E1: the requesting side learns to which authority some questions went, and as which
+    request; every other transition leaves these fields null."""
+    request_id = await world.accepted_request()
+    response = await world.call(
+        "POST",
+        f"/requests/{request_id}/forward-questions",
+        "ro_handler",
+        json={"authority_id": str(world.authorities["ro_other"]), "question_ids": ["pq.sanctions.any"]},
+    )
+    assert response.status_code == 201, response.text
+    child = response.json()
+    [event] = await world.events("exchange.request.questions_forwarded.v1")
+    data = event["data"]
+    assert data["request_id"] == request_id
+    assert data["responding_authority_id"] == str(world.authorities["ro_college"])
+    assert (data["forwarded_to_authority_id"], data["forwarded_as_request_id"], data["forwarded_as_reference"]) == (
+        str(world.authorities["ro_other"]),
+        child["id"],
+        child["reference"],
+    )
+    assert child["reference"].startswith("REQ-") and child["reference"] != data["reference"]
+    others = [e for e in await world.events() if e["type"].startswith("exchange.request.")]
+    others = [e for e in others if e["type"] != "exchange.request.questions_forwarded.v1"]
+    assert {e["type"] for e in others} >= {"exchange.request.received.v1", "exchange.request.accepted.v1"}
+    fields = ("forwarded_to_authority_id", "forwarded_as_request_id", "forwarded_as_reference")
+    assert all(e["data"][f] is None for e in others for f in fields)
+
+
 async def test_another_reply_date_is_proposed_and_the_requester_agrees_rule_e1(world):
     request_id = await world.sent_request()
     proposed = await world.call(

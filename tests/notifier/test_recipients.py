@@ -250,6 +250,36 @@ async def test_forwarding_alerts_the_new_responder_and_tells_the_requester_where
     assert world.smtp.messages_to(world.address("ro_other"))[0]["Subject"] == received.subject
 
 
+async def test_forwarded_questions_tell_the_requesting_handlers_where_they_went_rule_e1(world):
+    """Rule E1: the requesting authority's request handlers (not only the sender, rule S7) learn
+    that some questions went to another authority, named in their language, and as which request;
+    the link is the request they sent. No user is named (rule S11)."""
+    await world.add_authority("ro_other", "RO", coordinators=("ro_coordinator",), translations={"fi": "Ro Muu"})
+    change = world.change(
+        state="in_progress",
+        previous="in_progress",
+        actor="ro_college",
+        forwarded_to="ro_other",
+        forwarded_as="REQ-2026-000124",
+    )
+    await world.deliver(exchange.REQUEST_QUESTIONS_FORWARDED, change)
+    await world.send_all()
+    assert world.recipients() == {world.address("fi_handler"), world.address("fi_handler2")}
+    finnish = {
+        "request_reference": change.reference,
+        "legislative_area": area_name(PQ, "fi"),
+        "authority_name": "Ro Muu",  # the authority the questions went to, as it calls itself in Finnish
+        "forwarded_as_reference": "REQ-2026-000124",
+        "link": f"{PUBLIC_URL}/requests/{change.request_id}",
+        **FI_FROM_FI,
+    }
+    for handler in ("fi_handler", "fi_handler2"):
+        message = assert_written_as(world, handler, "request_questions_forwarded", "fi", finnish)
+        text = body(message, "plain")
+        assert "Ro Muu" in text and "REQ-2026-000124" in text
+        assert "Name of" not in text + body(message, "html")  # no user's name
+
+
 async def test_a_referral_alerts_the_responder_and_the_referred_coordinators_rule_e4_s14(world):
     change = world.change(state="referred", actor="fi_board", referred=("ro_coordinator", "fi_coordinator"))
     await world.deliver(exchange.REQUEST_REFERRED, change)

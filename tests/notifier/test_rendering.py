@@ -37,6 +37,7 @@ def alert_context(**overrides: Any) -> dict[str, Any]:
         "requesting_country": "Romania",
         "responding_country": "Finland",
         "authority_name": "Colegiul Medicilor din România",
+        "forwarded_as_reference": "REQ-2026-000126",
         "reply_date": datetime.date(2026, 5, 12),
         "link": "https://imi.example.eu/requests/REQ-2026-000123",
         "temporary_password": "Tq7-vR2m",
@@ -81,6 +82,7 @@ def test_the_alert_kinds_are_the_ones_the_notifier_sends() -> None:
         "request_answered",
         "additional_information_requested",
         "request_forwarded",
+        "request_questions_forwarded",
         "reply_date_proposed",
         "request_referred",
         "request_closed",
@@ -279,6 +281,22 @@ def test_a_missing_variable_raises(kind: str, missing: str) -> None:
 
     with pytest.raises(UndefinedError):
         render_alert(kind, "en", context)
+
+
+@pytest.mark.parametrize("language", sorted(LANGUAGES))
+def test_the_questions_forwarded_alert_names_the_authority_and_the_new_request_rule_e1(language: str) -> None:
+    """Rule E1: the requesting side learns where some questions went and as which request; an event
+    from an exchange that does not yet name the new request still tells what happened."""
+    context = alert_context(authority_name="Ro Other Muu", forwarded_as_reference="REQ-2026-000126")
+    email = render_alert("request_questions_forwarded", language, context)
+    for body in (email.text, email.html):
+        assert "Ro Other Muu" in body
+        assert "REQ-2026-000126" in body
+        assert "REQ-2026-000123" in body
+    del context["forwarded_as_reference"]
+    without = render_alert("request_questions_forwarded", language, context)
+    assert "REQ-2026-000126" not in without.text + without.html
+    assert "Ro Other Muu" in without.text
 
 
 def test_an_unknown_kind_raises_key_error() -> None:

@@ -173,6 +173,18 @@ TABLE: dict[str, Line] = {
         responding="ro_other",
         actor="ro_college",
     ),
+    # Rule E1: some questions went to another Romanian authority; the requesting side's handlers
+    # learn where (the new responder hears of it by the new request's own received event).
+    "questions_forwarded": request_event(
+        exchange.REQUEST_QUESTIONS_FORWARDED,
+        {"request_questions_forwarded"},
+        REQUESTERS,
+        state="in_progress",
+        previous="in_progress",
+        actor="ro_college",
+        forwarded_to="ro_other",
+        forwarded_as="REQ-2026-000124",
+    ),
     "reply_date_proposed": request_event(
         exchange.REPLY_DATE_PROPOSED, {"reply_date_proposed"}, REQUESTERS, state="in_progress", actor="ro_college"
     ),

@@ -314,6 +314,8 @@ class NotifierWorld:
         requester: str = "fi_handler",
         allocated: str | None = None,
         previously_allocated: str | None = None,
+        forwarded_to: str | None = None,
+        forwarded_as: str | None = None,  # the reference of the request some questions now form
         state: str = "awaiting_acceptance",
         previous: str | None = None,
         actor: str | None = None,
@@ -333,6 +335,9 @@ class NotifierWorld:
             requester_user_id=self.users[requester],
             allocated_user_id=self.users[allocated] if allocated else None,
             previously_allocated_user_id=self.users[previously_allocated] if previously_allocated else None,
+            forwarded_to_authority_id=self.authorities[forwarded_to] if forwarded_to else None,
+            forwarded_as_request_id=uuid.uuid4() if forwarded_as else None,
+            forwarded_as_reference=forwarded_as,
             reply_date=reply_date,
             approving_coordinator_id=self.authorities[approving] if approving else None,
             referral_coordinator_ids=[self.authorities[c] for c in referred],
