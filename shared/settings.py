@@ -112,6 +112,9 @@ class Settings(BaseSettings):
     smtp_username: str | None = None
     smtp_password: str | None = None
     smtp_from: str = "IMI <no-reply@imi.localhost>"
+    # Certificate authorities (PEM) trusted for the SMTP server's certificate instead of the system's:
+    # a relay with a certificate of an internal authority.
+    smtp_ca_file: Path | None = None
 
     log_level: str = "INFO"
     log_format: Literal["json", "console"] = "json"

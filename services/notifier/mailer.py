@@ -190,6 +190,7 @@ class Mailer:
             password=settings.smtp_password,
             use_tls=security == SmtpSecurity.tls,
             start_tls=security == SmtpSecurity.starttls,  # "none" never upgrades, even if offered
+            cert_bundle=str(settings.smtp_ca_file) if settings.smtp_ca_file is not None else None,
             timeout=CONNECT_TIMEOUT,
         )
 

@@ -189,6 +189,19 @@ async def test_refused_credentials_delay_the_mail_and_the_right_ones_send_it(tmp
             assert recorder.sessions == [(True, USERNAME.encode())] * RECEIVERS
 
 
+async def test_a_relay_certified_by_an_internal_authority_is_trusted_through_the_ca_file_setting(
+    tmp_path, server_tls, certificates
+):
+    """IMI_SMTP_CA_FILE: the notifier trusts the given authorities for the relay, without touching
+    the system's trust store (no SSL_CERT_FILE here)."""
+    recorder = SessionRecorder()
+    with serving(recorder, tls_context=server_tls, require_starttls=True) as smtp:
+        async with a_world(tmp_path, smtp, smtp_security="starttls", smtp_ca_file=certificates[0]) as world:
+            await new_request(world)
+            assert await world.send_all() == RECEIVERS
+            assert len(recorder.received) == RECEIVERS
+
+
 async def test_an_untrusted_certificate_sends_nothing(tmp_path, server_tls):
     recorder = SessionRecorder()
     with serving(recorder, tls_context=server_tls, require_starttls=True) as smtp:
