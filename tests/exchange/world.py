@@ -36,6 +36,7 @@ from shared.service import ServiceRuntime
 from shared.settings import Settings
 
 PQ = "professional_qualifications"
+SERVICES = "services"
 START = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 
 
@@ -88,6 +89,7 @@ class ExchangeWorld:
         links: list[str] = (),  # type: ignore[assignment]
         allocation: bool = False,
         settings: dict[str, Any] | None = None,
+        areas: tuple[str, ...] = (PQ,),
     ) -> None:
         authority_id = self.authorities.setdefault(name, uuid.uuid4())
         self.versions[authority_id] = self.versions.get(authority_id, 0) + 1
@@ -105,7 +107,7 @@ class ExchangeWorld:
             status="active",
             emails=[f"{name}@example.org"],
             languages=[],
-            areas=[PQ],
+            areas=list(areas),
             keywords={},
             allocation_enabled=allocation,
             links=[self.authorities[link] for link in links],
@@ -125,7 +127,10 @@ class ExchangeWorld:
         self.authority_state[name] = state
         await self.deliver(AUTHORITY_UPDATED, state)
 
-    async def add_user(self, name: str, authority: str, roles: list[str], language: str) -> None:
+    async def add_user(
+        self, name: str, authority: str, roles: list[str], language: str, *, areas: tuple[str, ...] = (PQ,)
+    ) -> None:
+        """A user of ``authority`` with ``roles`` in each of ``areas`` (roles are per legislative area, S9)."""
         user_id = self.users.setdefault(name, uuid.uuid4())
         authority_id = self.authorities[authority]
         state = self.authority_state[authority]
@@ -135,7 +140,7 @@ class ExchangeWorld:
                 "authority": str(authority_id),
                 "country": state.country,
                 "language": language,
-                "roles": {PQ: roles},
+                "roles": {area: roles for area in areas},
                 "authority_roles": [],
             }
         )
@@ -151,7 +156,7 @@ class ExchangeWorld:
                 language=language,
                 status="active",
                 digest=False,
-                roles=[RoleState(role=r, area=PQ) for r in roles],
+                roles=[RoleState(role=r, area=area) for area in areas for r in roles],
                 updated_at=self.clock.now(),
             ),
         )
