@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import asyncpg
 import isodate
 import pytest
 from sqlalchemy import func, select
@@ -33,6 +34,7 @@ from shared.contracts.exchange import PERSONAL_DATA_PURGED
 from shared.contracts.retention import PURGE_ORDERED, PurgeOrder
 from shared.events.envelope import Envelope
 from shared.settings import Settings
+from tests.conftest import _asyncpg_dsn
 from tests.exchange.test_visibility import personal_request
 from tests.exchange.world import ExchangeWorld, exchange_world
 from tests.support import delete_namespace, wait_until
@@ -317,7 +319,19 @@ async def test_a_reopening_and_a_purge_at_the_same_moment_never_both_happen_rule
     """On PostgreSQL: the requester reopens a second before the deadline and the purge order is
     handled while that transaction is still open (the deadline passing meanwhile). The purge waits
     for the reopening's row lock and then sees the request in use: nothing is deleted."""
-    settings = Settings(data_dir=tmp_path, exchange_database_url=await postgres.create())
+    database_url = await postgres.create()
+    settings = Settings(data_dir=tmp_path, exchange_database_url=database_url)
+
+    async def a_session_waits_for_a_lock() -> bool:
+        connection = await asyncpg.connect(_asyncpg_dsn(database_url))
+        try:
+            waiting = await connection.fetchval(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            )
+        finally:
+            await connection.close()
+        return bool(waiting)
+
     async with exchange_world(settings, full_view=True) as world:
         request_id = await personal_request(world)
         await world.call("POST", f"/requests/{request_id}/close", "ie_handler", json={})
@@ -329,9 +343,10 @@ async def test_a_reopening_and_a_purge_at_the_same_moment_never_both_happen_rule
             await life.reopen(uow, caller, request, "One more question.", SIX_MONTHS)
             world.clock.travel(timedelta(seconds=2))  # the deadline passes before the reopening commits
             purge = asyncio.create_task(world.deliver(PURGE_ORDERED, order(request_id), producer="retention"))
-            await asyncio.sleep(0.5)
+            await wait_until(a_session_waits_for_a_lock, timeout=10, message="the purge waiting on the row lock")
             assert not purge.done()  # held by the reopening's lock on the request
-        await asyncio.wait_for(purge, timeout=10)
+        await wait_until(purge.done, timeout=10, message="the purge handled after the reopening committed")
+        await purge
         [confirmation] = await confirmations_of(world, request_id)
         assert (confirmation["not_purged"], confirmation["deleted"]) == ("request_open", {})
         assert (await rows(world, request_id))["subject"] == 4
